@@ -1,0 +1,194 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The cluster port (PORT+1) carries two protocols over one mutual-TLS
+// listener: raft and node-to-node RPC (HTTP). After the handshake the
+// dialler sends one byte that says which.
+const (
+	muxRaft byte = 'R'
+	muxRPC  byte = 'H'
+)
+
+// muxListener accepts mutual-TLS connections and hands each to the
+// sub-listener its first byte names.
+type muxListener struct {
+	ln      net.Listener
+	conf    *tls.Config
+	log     *slog.Logger
+	subs    map[byte]*subListener
+	closed  chan struct{}
+	closeMu sync.Once
+	wg      sync.WaitGroup
+}
+
+func newMux(ln net.Listener, serverConf *tls.Config, log *slog.Logger) *muxListener {
+	m := &muxListener{ln: ln, conf: serverConf, log: log, closed: make(chan struct{}), subs: map[byte]*subListener{}}
+	for _, b := range []byte{muxRaft, muxRPC} {
+		m.subs[b] = &subListener{parent: m, conns: make(chan net.Conn, 16)}
+	}
+	return m
+}
+
+// serve accepts until the listener closes.
+func (m *muxListener) serve() {
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.closed:
+				return
+			default:
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			m.log.Warn("cluster accept", keyErr, err)
+			return
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.handshake(c)
+		}()
+	}
+}
+
+func (m *muxListener) handshake(c net.Conn) {
+	tc := tls.Server(c, m.conf)
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	var kind [1]byte
+	if err := tc.Handshake(); err != nil {
+		m.log.Debug("cluster handshake refused", keyRemote, c.RemoteAddr().String(), keyErr, err)
+		c.Close()
+		return
+	}
+	if _, err := io.ReadFull(tc, kind[:]); err != nil {
+		tc.Close()
+		return
+	}
+	_ = tc.SetDeadline(time.Time{})
+	sub, ok := m.subs[kind[0]]
+	if !ok {
+		tc.Close()
+		return
+	}
+	select {
+	case sub.conns <- tc:
+	case <-m.closed:
+		tc.Close()
+	}
+}
+
+func (m *muxListener) Close() error {
+	var err error
+	m.closeMu.Do(func() {
+		close(m.closed)
+		err = m.ln.Close()
+	})
+	m.wg.Wait()
+	return err
+}
+
+// subListener is one protocol's view of the cluster port.
+type subListener struct {
+	parent *muxListener
+	conns  chan net.Conn
+}
+
+func (s *subListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.conns:
+		return c, nil
+	case <-s.parent.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (s *subListener) Close() error   { return nil }
+func (s *subListener) Addr() net.Addr { return s.parent.ln.Addr() }
+
+// clusterDialer opens mutual-TLS connections to other nodes' cluster ports.
+type clusterDialer struct {
+	conf *tls.Config
+}
+
+func (d *clusterDialer) dial(ctx context.Context, addr string, kind byte) (net.Conn, error) {
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, d.conf)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = tc.SetDeadline(dl)
+	}
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("tls to %s: %w", addr, err)
+	}
+	if _, err := tc.Write([]byte{kind}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = tc.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+// raftLayer is raft's StreamLayer over the cluster port.
+type raftLayer struct {
+	sub       *subListener
+	advertise net.Addr
+	dialer    *clusterDialer
+}
+
+var _ raft.StreamLayer = (*raftLayer)(nil)
+
+func (l *raftLayer) Accept() (net.Conn, error) { return l.sub.Accept() }
+func (l *raftLayer) Close() error              { return nil }
+func (l *raftLayer) Addr() net.Addr {
+	if l.advertise != nil {
+		return l.advertise
+	}
+	return l.sub.Addr()
+}
+
+func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return l.dialer.dial(ctx, string(addr), muxRaft)
+}
+
+// rpcClient is an HTTP client whose connections go to a node's cluster port
+// over mutual TLS. URLs are http://CLUSTER-ADDR/path.
+func (d *clusterDialer) rpcClient() *http.Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return d.dial(ctx, addr, muxRPC)
+		},
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     60 * time.Second,
+	}
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second}
+}
+
+// peerName is the admitted node name of the other side of an RPC request.
+func peerName(r *http.Request) (string, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return "", errors.New("no peer certificate")
+	}
+	return r.TLS.PeerCertificates[0].Subject.CommonName, nil
+}
