@@ -1,0 +1,317 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Planner is the incremental scheduler the leader keeps between rounds. It
+// holds the queue split into classes (system + required features), each a
+// heap ordered by time-invariant effective priority; blocked builds wait
+// outside any heap until MarkAvailable releases them; deferred builds wait in
+// a heap ordered by due time. Nodes are indexed per class, sorted by load,
+// and nars by the nodes holding them. See DESIGN.md.
+//
+// Plan(now) gives the same plan as Schedule over the same data, provided now
+// never decreases between calls. A Planner keeps the *Build values it is
+// given: callers must not modify a Build after passing it (pass a new one to
+// Upsert instead). A Planner is not safe for concurrent use.
+type Planner struct {
+	cfg Config
+
+	entries     []entry
+	freeEntries []int32
+	byID        map[string]int32
+	waiters     map[string][]waiter // input drv → builds missing it
+	deferred    entryHeap
+	now         int64 // latest now seen by Plan
+
+	classes    []*class
+	classByKey map[string]int32
+
+	nodes      []*nodeState
+	freeNodes  []int32
+	nodeByName map[string]int32
+	holders    map[string][]int32 // nar path → nodes holding it
+
+	// scratch for Plan, kept to avoid allocating every round
+	active  []int32
+	popped  []int32
+	used    []int32
+	touched []int32
+	mark    []uint32
+	bytes   []int64
+	epoch   uint32
+}
+
+type place uint8
+
+const (
+	placeFree place = iota
+	placeBlocked
+	placeDeferred
+	placeReady
+)
+
+type entry struct {
+	b       *Build
+	key     orderKey
+	due     int64 // deferNano
+	class   int32
+	pos     int32 // position in the heap the entry is in
+	missing int32 // unavailable inputs (derivation-ordered only)
+	gen     uint32
+	where   place
+}
+
+// waiter names an entry by index and generation, so a stale waiter left by
+// a removed build is recognised after the index is reused.
+type waiter struct {
+	idx int32
+	gen uint32
+}
+
+// class is the set of builds sharing a system and required features; they
+// can run on exactly the same nodes.
+type class struct {
+	probe    Build   // System and Features of the class
+	ready    entryHeap
+	supports []bool  // by node index
+	nodes    []int32 // supporting live nodes with free slots, by (load, name)
+	cursor   int     // Plan scratch: nodes[:cursor] have no slot left
+}
+
+type nodeState struct {
+	n     Node // Nars is nil; holdings live in nars and Planner.holders
+	nars  map[string]struct{}
+	load  float64
+	used  int // Plan scratch: slots given this round
+	alive bool
+}
+
+// Stats counts what a Planner holds.
+type Stats struct {
+	Queued, Ready, Blocked, Deferred int
+	Nodes, FreeSlots, Classes        int
+}
+
+// NewPlanner returns an empty Planner.
+func NewPlanner(cfg Config) (*Planner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("new planner: %w", err)
+	}
+	p := &Planner{cfg: cfg}
+	p.clear()
+	return p, nil
+}
+
+func (p *Planner) clear() {
+	cfg := p.cfg
+	*p = Planner{
+		cfg:        cfg,
+		byID:       map[string]int32{},
+		waiters:    map[string][]waiter{},
+		classByKey: map[string]int32{},
+		nodeByName: map[string]int32{},
+		holders:    map[string][]int32{},
+		now:        math.MinInt64,
+	}
+	p.deferred.less = deferLess
+}
+
+// Config returns the planner's configuration.
+func (p *Planner) Config() Config { return p.cfg }
+
+// Reset replaces everything the planner holds with state. Invalid builds
+// and nodes are skipped and reported together; when an id or a name
+// repeats, the last one wins. The latest now seen is kept.
+func (p *Planner) Reset(state State) error {
+	now := p.now
+	p.clear()
+	p.now = now
+	var errs []error
+	for n := range state.Nodes() {
+		if err := p.SetNode(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for b := range state.Builds() {
+		if err := p.upsert(b, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.deferred.init(p.entries)
+	for _, c := range p.classes {
+		c.ready.init(p.entries)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("reset planner: %w", err)
+	}
+	return nil
+}
+
+// Upsert adds a queued build or replaces the one with the same id. Its
+// Inputs' Available flags are taken as the truth at this moment.
+func (p *Planner) Upsert(b *Build) error {
+	return p.upsert(b, false)
+}
+
+func (p *Planner) upsert(b *Build, bulk bool) error {
+	if err := validBuild(b); err != nil {
+		return fmt.Errorf("upsert: %w", err)
+	}
+	if old, ok := p.byID[b.ID]; ok {
+		p.drop(old)
+	}
+	var i int32
+	if n := len(p.freeEntries); n > 0 {
+		i = p.freeEntries[n-1]
+		p.freeEntries = p.freeEntries[:n-1]
+	} else {
+		i = int32(len(p.entries))
+		p.entries = append(p.entries, entry{})
+	}
+	e := &p.entries[i]
+	*e = entry{
+		b:     b,
+		key:   keyOf(b, p.cfg.AgeStep),
+		due:   deferNano(b),
+		class: p.classOf(b),
+		pos:   -1,
+		gen:   e.gen + 1,
+	}
+	if p.cfg.Strategy == StrategyDerivationOrdered {
+		for _, in := range b.Inputs {
+			if !in.Available {
+				e.missing++
+				p.waiters[in.Drv] = append(p.waiters[in.Drv], waiter{idx: i, gen: e.gen})
+			}
+		}
+	}
+	p.byID[b.ID] = i
+	p.settle(i, bulk)
+	return nil
+}
+
+// settle puts an entry that is in no heap where it belongs now.
+func (p *Planner) settle(i int32, bulk bool) {
+	e := &p.entries[i]
+	var h *entryHeap
+	switch {
+	case e.missing > 0:
+		e.where = placeBlocked
+		return
+	case e.due > p.now:
+		e.where, h = placeDeferred, &p.deferred
+	default:
+		e.where, h = placeReady, &p.classes[e.class].ready
+	}
+	if bulk {
+		h.appendRaw(p.entries, i)
+	} else {
+		h.push(p.entries, i)
+	}
+}
+
+// Remove drops a build from the queue (scheduled, canceled or gone).
+func (p *Planner) Remove(id string) error {
+	i, ok := p.byID[id]
+	if !ok {
+		return fmt.Errorf("remove %s: %w", id, ErrUnknownBuild)
+	}
+	p.drop(i)
+	return nil
+}
+
+func (p *Planner) drop(i int32) {
+	e := &p.entries[i]
+	switch e.where {
+	case placeDeferred:
+		p.deferred.remove(p.entries, int(e.pos))
+	case placeReady:
+		p.classes[e.class].ready.remove(p.entries, int(e.pos))
+	}
+	delete(p.byID, e.b.ID)
+	*e = entry{gen: e.gen + 1, pos: -1}
+	p.freeEntries = append(p.freeEntries, i)
+}
+
+// MarkAvailable records that the outputs of derivation drv are now
+// available in the mesh, releasing the queued builds that waited only on
+// it. It returns how many builds it released. The planner does not remember
+// drv for builds upserted later: their Inputs must say so themselves.
+func (p *Planner) MarkAvailable(drv string) int {
+	ws, ok := p.waiters[drv]
+	if !ok {
+		return 0
+	}
+	delete(p.waiters, drv)
+	released := 0
+	for _, w := range ws {
+		e := &p.entries[w.idx]
+		if e.gen != w.gen || e.where != placeBlocked {
+			continue
+		}
+		if e.missing--; e.missing == 0 {
+			p.settle(w.idx, false)
+			released++
+		}
+	}
+	return released
+}
+
+// Has reports whether the planner holds build id.
+func (p *Planner) Has(id string) bool {
+	_, ok := p.byID[id]
+	return ok
+}
+
+// Stats counts the queue and the nodes.
+func (p *Planner) Stats() Stats {
+	s := Stats{Queued: len(p.byID), Deferred: p.deferred.len(), Classes: len(p.classes)}
+	for _, c := range p.classes {
+		s.Ready += c.ready.len()
+	}
+	s.Blocked = s.Queued - s.Ready - s.Deferred
+	for _, n := range p.nodes {
+		if n.alive {
+			s.Nodes++
+			s.FreeSlots += n.n.FreeSlots
+		}
+	}
+	return s
+}
+
+// classOf returns the class of b's system and features, creating it.
+func (p *Planner) classOf(b *Build) int32 {
+	key := b.System
+	var feats []string
+	if len(b.Features) > 0 {
+		feats = slices.Clone(b.Features)
+		slices.Sort(feats)
+		feats = slices.Compact(feats)
+		key = b.System + "\x00" + strings.Join(feats, "\x00")
+	}
+	if ci, ok := p.classByKey[key]; ok {
+		return ci
+	}
+	c := &class{probe: Build{System: b.System, Features: feats}}
+	c.ready.less = readyLess
+	c.supports = make([]bool, len(p.nodes))
+	for ni, n := range p.nodes {
+		if n.alive && feasibleAll(&c.probe, &n.n) {
+			c.supports[ni] = true
+			if n.n.FreeSlots > 0 {
+				c.nodes = append(c.nodes, int32(ni))
+			}
+		}
+	}
+	slices.SortFunc(c.nodes, p.cmpNodes)
+	ci := int32(len(p.classes))
+	p.classes = append(p.classes, c)
+	p.classByKey[key] = ci
+	return ci
+}

@@ -1,0 +1,196 @@
+package scheduler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
+
+// SetNode adds a node or replaces the one with the same name: systems,
+// features, free slots, load and held nars. Its cost grows with the number
+// of nars the node holds; SetCapacity is the cheap path for slot and load
+// changes.
+func (p *Planner) SetNode(n *Node) error {
+	if err := validNode(n); err != nil {
+		return fmt.Errorf("set node: %w", err)
+	}
+	ni, ok := p.nodeByName[n.Name]
+	if ok {
+		p.unlist(ni)
+	} else {
+		ni = p.newNode(n.Name)
+	}
+	ns := p.nodes[ni]
+	ns.n = *n
+	ns.n.Nars = nil
+	ns.n.Systems = slices.Clone(n.Systems)
+	ns.n.Features = slices.Clone(n.Features)
+	ns.n.FreeSlots = max(n.FreeSlots, 0)
+	ns.load = loadOf(n)
+	p.setNars(ni, n.Nars)
+	for _, c := range p.classes {
+		c.supports[ni] = feasibleAll(&c.probe, &ns.n)
+	}
+	p.list(ni)
+	return nil
+}
+
+// SetCapacity changes a node's free slots and load, leaving the rest.
+func (p *Planner) SetCapacity(name string, freeSlots int, load float64) error {
+	ni, ok := p.nodeByName[name]
+	if !ok {
+		return fmt.Errorf("set capacity of %s: %w", name, ErrUnknownNode)
+	}
+	ns := p.nodes[ni]
+	p.unlist(ni)
+	ns.n.FreeSlots = max(freeSlots, 0)
+	ns.n.Load = load
+	ns.load = loadOf(&ns.n)
+	p.list(ni)
+	return nil
+}
+
+// AddNar records that node holds the nar of path.
+func (p *Planner) AddNar(node, path string) error {
+	ni, ok := p.nodeByName[node]
+	if !ok {
+		return fmt.Errorf("add nar to %s: %w", node, ErrUnknownNode)
+	}
+	ns := p.nodes[ni]
+	if _, ok := ns.nars[path]; !ok {
+		ns.nars[path] = struct{}{}
+		p.holders[path] = append(p.holders[path], ni)
+	}
+	return nil
+}
+
+// RemoveNar records that node no longer holds the nar of path.
+func (p *Planner) RemoveNar(node, path string) error {
+	ni, ok := p.nodeByName[node]
+	if !ok {
+		return fmt.Errorf("remove nar from %s: %w", node, ErrUnknownNode)
+	}
+	if _, ok := p.nodes[ni].nars[path]; ok {
+		delete(p.nodes[ni].nars, path)
+		p.unhold(path, ni)
+	}
+	return nil
+}
+
+// RemoveNode forgets a node.
+func (p *Planner) RemoveNode(name string) error {
+	ni, ok := p.nodeByName[name]
+	if !ok {
+		return fmt.Errorf("remove node %s: %w", name, ErrUnknownNode)
+	}
+	p.unlist(ni)
+	p.setNars(ni, nil)
+	for _, c := range p.classes {
+		c.supports[ni] = false
+	}
+	delete(p.nodeByName, name)
+	*p.nodes[ni] = nodeState{}
+	p.freeNodes = append(p.freeNodes, ni)
+	return nil
+}
+
+func (p *Planner) newNode(name string) int32 {
+	var ni int32
+	if k := len(p.freeNodes); k > 0 {
+		ni = p.freeNodes[k-1]
+		p.freeNodes = p.freeNodes[:k-1]
+	} else {
+		ni = int32(len(p.nodes))
+		p.nodes = append(p.nodes, &nodeState{})
+		p.mark = append(p.mark, 0)
+		p.bytes = append(p.bytes, 0)
+		for _, c := range p.classes {
+			c.supports = append(c.supports, false)
+		}
+	}
+	*p.nodes[ni] = nodeState{alive: true, nars: map[string]struct{}{}}
+	p.nodeByName[name] = ni
+	return ni
+}
+
+// setNars makes the node's holdings exactly paths.
+func (p *Planner) setNars(ni int32, paths []string) {
+	ns := p.nodes[ni]
+	if len(paths) == len(ns.nars) {
+		same := true
+		for _, path := range paths {
+			if _, ok := ns.nars[path]; !ok {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
+	}
+	keep := make(map[string]struct{}, len(paths))
+	for _, path := range paths {
+		keep[path] = struct{}{}
+		if _, ok := ns.nars[path]; !ok {
+			ns.nars[path] = struct{}{}
+			p.holders[path] = append(p.holders[path], ni)
+		}
+	}
+	for path := range ns.nars {
+		if _, ok := keep[path]; !ok {
+			delete(ns.nars, path)
+			p.unhold(path, ni)
+		}
+	}
+}
+
+func (p *Planner) unhold(path string, ni int32) {
+	hs := p.holders[path]
+	if i := slices.Index(hs, ni); i >= 0 {
+		hs = slices.Delete(hs, i, i+1)
+	}
+	if len(hs) == 0 {
+		delete(p.holders, path)
+	} else {
+		p.holders[path] = hs
+	}
+}
+
+// cmpNodes orders a class's node list: least load, then smallest name.
+func (p *Planner) cmpNodes(a, b int32) int {
+	na, nb := p.nodes[a], p.nodes[b]
+	if c := cmp.Compare(na.load, nb.load); c != 0 {
+		return c
+	}
+	return cmp.Compare(na.n.Name, nb.n.Name)
+}
+
+// list inserts a node with free slots into the lists of its classes.
+func (p *Planner) list(ni int32) {
+	if p.nodes[ni].n.FreeSlots == 0 {
+		return
+	}
+	for _, c := range p.classes {
+		if c.supports[ni] {
+			i, _ := slices.BinarySearchFunc(c.nodes, ni, p.cmpNodes)
+			c.nodes = slices.Insert(c.nodes, i, ni)
+		}
+	}
+}
+
+// unlist removes a node from the lists of its classes; call it before
+// changing the node's load, slots or support.
+func (p *Planner) unlist(ni int32) {
+	if p.nodes[ni].n.FreeSlots == 0 {
+		return
+	}
+	for _, c := range p.classes {
+		if !c.supports[ni] {
+			continue
+		}
+		i, found := slices.BinarySearchFunc(c.nodes, ni, p.cmpNodes)
+		if found && c.nodes[i] == ni {
+			c.nodes = slices.Delete(c.nodes, i, i+1)
+		}
+	}
+}

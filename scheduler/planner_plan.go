@@ -1,0 +1,147 @@
+package scheduler
+
+import (
+	"slices"
+	"time"
+)
+
+// Plan makes one planning round at time now: it releases deferred builds
+// that are due, then repeatedly takes the best ready build across the
+// classes that still have a node with a free slot, and sends it to the best
+// node. Its cost grows with the number of assignments and classes, not with
+// the queue length. Plan leaves the planner as it found it: the caller
+// reports the outcome back through Remove and SetCapacity once the
+// assignments are committed.
+func (p *Planner) Plan(now time.Time) Plan {
+	if t := unixNano(now); t > p.now {
+		p.now = t
+	}
+	for p.deferred.len() > 0 && p.entries[p.deferred.top()].due <= p.now {
+		i := p.deferred.pop(p.entries)
+		p.settle(i, false)
+	}
+
+	active := p.active[:0]
+	for ci, c := range p.classes {
+		if c.ready.len() > 0 && len(c.nodes) > 0 {
+			c.cursor = 0
+			active = append(active, int32(ci))
+		}
+	}
+	var plan Plan
+	for len(active) > 0 {
+		bi := 0
+		for k := 1; k < len(active); k++ {
+			a := &p.entries[p.classes[active[k]].ready.top()]
+			b := &p.entries[p.classes[active[bi]].ready.top()]
+			if a.key.before(b.key) {
+				bi = k
+			}
+		}
+		c := p.classes[active[bi]]
+		if !p.live(c) {
+			active = slices.Delete(active, bi, bi+1)
+			continue
+		}
+		i := c.ready.pop(p.entries)
+		p.popped = append(p.popped, i)
+		ni := p.pick(c, i)
+		if p.nodes[ni].used == 0 {
+			p.used = append(p.used, ni)
+		}
+		p.nodes[ni].used++
+		plan.Assignments = append(plan.Assignments, Assignment{Build: p.entries[i].b.ID, Node: p.nodes[ni].n.Name})
+		if c.ready.len() == 0 {
+			active = slices.Delete(active, bi, bi+1)
+		}
+	}
+
+	for _, i := range p.popped {
+		p.classes[p.entries[i].class].ready.push(p.entries, i)
+	}
+	for _, ni := range p.used {
+		p.nodes[ni].used = 0
+	}
+	p.active, p.popped, p.used = active[:0], p.popped[:0], p.used[:0]
+	return plan
+}
+
+func (p *Planner) left(ni int32) int {
+	n := p.nodes[ni]
+	return n.n.FreeSlots - n.used
+}
+
+// live advances the class cursor past nodes without a slot left this round
+// and reports whether any node of the class still has one.
+func (p *Planner) live(c *class) bool {
+	for c.cursor < len(c.nodes) && p.left(c.nodes[c.cursor]) == 0 {
+		c.cursor++
+	}
+	return c.cursor < len(c.nodes)
+}
+
+// pick returns the best node of class c for entry i; c must be live. The
+// candidates are the nodes holding some input nar (tallied through the
+// holders index) and the least-loaded free node of the class, which is the
+// best of all nodes holding nothing.
+func (p *Planner) pick(c *class, i int32) int32 {
+	b := p.entries[i].b
+	p.epoch++
+	if p.epoch == 0 {
+		clear(p.mark)
+		p.epoch = 1
+	}
+	touched := p.touched[:0]
+	for _, nar := range b.InputNars {
+		for _, h := range p.holders[nar.Path] {
+			if !c.supports[h] || p.left(h) == 0 {
+				continue
+			}
+			if p.mark[h] != p.epoch {
+				p.mark[h] = p.epoch
+				p.bytes[h] = 0
+				touched = append(touched, h)
+			}
+			p.bytes[h] += nar.Size
+		}
+	}
+
+	best, bestC := int32(-1), candidate{}
+	consider := func(h int32) {
+		n := p.nodes[h]
+		cand := candidate{
+			failed: len(b.FailedOn) > 0 && slices.Contains(b.FailedOn, n.n.Name),
+			load:   n.load,
+			name:   n.n.Name,
+		}
+		if p.mark[h] == p.epoch {
+			cand.bytes = p.bytes[h]
+		}
+		if best < 0 || cand.better(bestC) {
+			best, bestC = h, cand
+		}
+	}
+	for _, h := range touched {
+		consider(h)
+	}
+	firstFailed := int32(-1)
+	for k := c.cursor; k < len(c.nodes); k++ {
+		h := c.nodes[k]
+		if p.left(h) == 0 {
+			continue
+		}
+		if len(b.FailedOn) > 0 && slices.Contains(b.FailedOn, p.nodes[h].n.Name) {
+			if firstFailed < 0 {
+				firstFailed = h
+			}
+			continue
+		}
+		consider(h)
+		break
+	}
+	if firstFailed >= 0 {
+		consider(firstFailed)
+	}
+	p.touched = touched[:0]
+	return best
+}
