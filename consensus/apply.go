@@ -1,0 +1,420 @@
+package consensus
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// exec applies one command in t and returns its result, nil, or an error
+// value. The caller rolls the transaction back on an error, so a handler
+// may fail after partial writes and still change nothing.
+func (t *txn) exec(cmd Command, at time.Time, index uint64) any {
+	var (
+		res any
+		err error
+	)
+	switch c := cmd.(type) {
+	case *SubmitBuilds:
+		res, err = t.submitBuilds(c, at, index)
+	case *AssignBuilds:
+		res, err = t.assignBuilds(c)
+	case *StartBuild:
+		err = t.startBuild(c, at)
+	case *FinishBuild:
+		err = t.finishBuild(c, at)
+	case *CancelBuilds:
+		err = t.cancelBuilds(c, at)
+	case *RequeueNode:
+		res, err = t.requeueNode(c, at)
+	case *PutNarInfos:
+		err = t.putNarInfos(c)
+	case *SetNarHolder:
+		err = t.setNarHolder(c)
+	case *PutNode:
+		err = t.putNode(c)
+	case *RemoveNode:
+		err = t.removeNode(c)
+	case *AckEvents:
+		for _, s := range c.Seqs {
+			t.del(bkEvents, u64b(s))
+		}
+	case *SetSettings:
+		t.putJSON(bkMeta, []byte("settings"), c.Settings)
+	case *ClearWaiting:
+		err = t.clearWaiting(c)
+	default:
+		panic(fmt.Sprintf("consensus: no handler for command %T", cmd))
+	}
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// derivedBuildID is the id of the i-th build of the entry at index when the
+// submitter left it empty: creation time at+i ns, then 8 bytes of
+// sha256(index, i), identical on every replica.
+func derivedBuildID(at time.Time, index uint64, i int) string {
+	var seed [16]byte
+	binary.BigEndian.PutUint64(seed[:8], index)
+	binary.BigEndian.PutUint64(seed[8:], uint64(i))
+	sum := sha256.Sum256(seed[:])
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(at.UnixNano()+int64(i)))
+	copy(b[8:], sum[:8])
+	return hex.EncodeToString(b[:])
+}
+
+func validDrvPath(p string) error {
+	if _, err := HashPart(p); err != nil || !strings.HasSuffix(p, ".drv") || !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("derivation %q: %w", p, ErrBadCommand)
+	}
+	return nil
+}
+
+func (t *txn) submitBuilds(c *SubmitBuilds, at time.Time, index uint64) (*SubmitResult, error) {
+	for _, d := range c.Drvs {
+		if err := validDrvPath(d.Path); err != nil {
+			return nil, err
+		}
+		t.putJSON(bkDrvs, []byte(d.Path), d)
+	}
+	settings := t.settings()
+	res := &SubmitResult{IDs: make([]string, 0, len(c.Builds))}
+	for i, in := range c.Builds {
+		if err := validDrvPath(in.Derivation); err != nil {
+			return nil, err
+		}
+		if in.System == "" {
+			return nil, fmt.Errorf("build of %s has no system: %w", in.Derivation, ErrBadCommand)
+		}
+		id := in.ID
+		if id == "" {
+			id = derivedBuildID(at, index, i)
+		}
+		k, err := buildKey(id)
+		if err != nil {
+			return nil, err
+		}
+		if t.b[bkBuilds].Get(k) != nil {
+			return nil, fmt.Errorf("build %s exists: %w", id, ErrBadCommand)
+		}
+		b := &Build{
+			ID: id, Derivation: in.Derivation, System: in.System, State: StateQueued,
+			Priority: in.Priority, Tags: in.Tags, CreatedAt: at,
+			DeferUntil: in.DeferUntil, Retries: in.Retries,
+		}
+		if b.Tags == nil {
+			b.Tags = map[string]string{}
+		}
+		if b.Retries == 0 {
+			b.Retries = settings.Retries
+		}
+		b.WaitingFor = t.stillMissing(in.WaitingFor)
+		t.putBuild(k, nil, b)
+		t.addEvent(Event{Type: EventBuildSubmitted, BuildID: id, Time: at})
+		res.IDs = append(res.IDs, id)
+	}
+	return res, nil
+}
+
+// stillMissing returns the sorted, deduplicated paths that no node holds.
+func (t *txn) stillMissing(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if !t.pathPresent(p) && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (t *txn) assignBuilds(c *AssignBuilds) (*AssignResult, error) {
+	res := &AssignResult{}
+	for _, a := range c.Assignments {
+		if a.Node == "" {
+			return nil, fmt.Errorf("assignment of %s has no node: %w", a.BuildID, ErrBadCommand)
+		}
+		b, k, err := t.getBuild(a.BuildID)
+		if err != nil || b.State != StateQueued || len(b.WaitingFor) > 0 {
+			continue // taken, canceled or waiting since the plan was made
+		}
+		old := *b
+		b.State, b.Node = StateScheduled, a.Node
+		t.putBuild(k, &old, b)
+		res.IDs = append(res.IDs, a.BuildID)
+	}
+	return res, nil
+}
+
+func (t *txn) startBuild(c *StartBuild, at time.Time) error {
+	b, k, err := t.getBuild(c.ID)
+	if err != nil {
+		return err
+	}
+	if b.State != StateScheduled || b.Node != c.Node {
+		return fmt.Errorf("start build %s (%s on %q) on %q: %w", c.ID, b.State, b.Node, c.Node, ErrBadTransition)
+	}
+	old := *b
+	b.State, b.StartedAt = StateBuilding, at
+	b.Attempts = append(slices.Clone(b.Attempts), Attempt{Node: c.Node, StartedAt: at})
+	t.putBuild(k, &old, b)
+	t.addEvent(Event{Type: EventBuildStarted, BuildID: b.ID, Time: at})
+	return nil
+}
+
+func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
+	b, k, err := t.getBuild(c.ID)
+	if err != nil {
+		return err
+	}
+	if (b.State != StateScheduled && b.State != StateBuilding) || b.Node != c.Node {
+		return fmt.Errorf("finish build %s (%s on %q) from %q: %w", c.ID, b.State, b.Node, c.Node, ErrBadTransition)
+	}
+	old := *b
+	b.Attempts = slices.Clone(b.Attempts)
+	if b.State == StateScheduled {
+		b.Attempts = append(b.Attempts, Attempt{Node: c.Node, StartedAt: at})
+	}
+	att := &b.Attempts[len(b.Attempts)-1]
+	att.FinishedAt = at
+	switch {
+	case !c.Success && len(c.MissingInputs) > 0:
+		att.Result = ResultMissingInputs
+		b.State, b.Node = StateQueued, ""
+		b.WaitingFor = t.stillMissing(c.MissingInputs)
+		t.addEvent(Event{Type: EventBuildMissingInputs, BuildID: b.ID, Time: at})
+	case c.Success:
+		outs, err := t.checkOutputs(c.Outputs)
+		if err != nil {
+			return fmt.Errorf("finish build %s: %w", c.ID, err)
+		}
+		att.Result = ResultSucceeded
+		b.State, b.Outputs, b.FinishedAt, b.Error = StateSucceeded, outs, at, ""
+		t.addEvent(Event{Type: EventBuildSucceeded, BuildID: b.ID, Time: at})
+	default:
+		att.Result, att.Error = ResultFailed, c.Error
+		b.Error = c.Error
+		failures := 0
+		for _, a := range b.Attempts {
+			if a.Result == ResultFailed {
+				failures++
+			}
+		}
+		if failures <= b.Retries {
+			b.State, b.Node = StateQueued, ""
+			if !slices.Contains(b.FailedNodes, c.Node) {
+				b.FailedNodes = append(slices.Clone(b.FailedNodes), c.Node)
+			}
+		} else {
+			b.State, b.FinishedAt = StateFailed, at
+			t.addEvent(Event{Type: EventBuildFailed, BuildID: b.ID, Time: at})
+		}
+	}
+	t.putBuild(k, &old, b)
+	return nil
+}
+
+// checkOutputs requires every output's nar to be recorded and held, and
+// fills or checks its hash and size against the record.
+func (t *txn) checkOutputs(outs []Output) ([]Output, error) {
+	if len(outs) == 0 {
+		return nil, fmt.Errorf("no outputs: %w", ErrBadCommand)
+	}
+	res := slices.Clone(outs)
+	for i := range res {
+		o := &res[i]
+		h, err := HashPart(o.Path)
+		if err != nil {
+			return nil, err
+		}
+		n := t.getNar(h)
+		if n == nil || len(n.Holders) == 0 || n.StorePath != o.Path {
+			return nil, fmt.Errorf("output %s: %w", o.Path, ErrOutputsMissing)
+		}
+		if (o.NarHash != "" && o.NarHash != n.NarHash) || (o.NarSize != 0 && o.NarSize != n.NarSize) {
+			return nil, fmt.Errorf("output %s: nar hash or size differs from its record: %w", o.Path, ErrBadCommand)
+		}
+		o.NarHash, o.NarSize = n.NarHash, n.NarSize
+	}
+	return res, nil
+}
+
+func (t *txn) cancelBuilds(c *CancelBuilds, at time.Time) error {
+	for _, id := range c.IDs {
+		b, k, err := t.getBuild(id)
+		if err != nil {
+			return err
+		}
+		if Finished(b.State) {
+			return fmt.Errorf("cancel build %s (%s): %w", id, b.State, ErrBadTransition)
+		}
+		old := *b
+		if b.State == StateBuilding {
+			b.Attempts = slices.Clone(b.Attempts)
+			att := &b.Attempts[len(b.Attempts)-1]
+			att.FinishedAt, att.Result = at, ResultCanceled
+		}
+		b.State, b.FinishedAt, b.WaitingFor = StateCanceled, at, nil
+		t.putBuild(k, &old, b)
+		t.addEvent(Event{Type: EventBuildCanceled, BuildID: id, Time: at})
+	}
+	return nil
+}
+
+func (t *txn) requeueNode(c *RequeueNode, at time.Time) (*RequeueResult, error) {
+	if c.Node == "" {
+		return nil, fmt.Errorf("requeue: no node: %w", ErrBadCommand)
+	}
+	res := &RequeueResult{}
+	for _, st := range []string{StateScheduled, StateBuilding} {
+		for _, ik := range t.prefixKeys(bkByState, []byte{stateCode(st)}) {
+			id := hex.EncodeToString(ik[1:])
+			b, k, err := t.getBuild(id)
+			if err != nil {
+				panic(fmt.Sprintf("consensus: state index names missing build %s", id))
+			}
+			if b.Node != c.Node {
+				continue
+			}
+			old := *b
+			if b.State == StateBuilding {
+				b.Attempts = slices.Clone(b.Attempts)
+				att := &b.Attempts[len(b.Attempts)-1]
+				att.FinishedAt, att.Result = at, ResultLost
+			}
+			b.State, b.Node = StateQueued, ""
+			t.putBuild(k, &old, b)
+			res.IDs = append(res.IDs, id)
+		}
+	}
+	return res, nil
+}
+
+func (t *txn) putNarInfos(c *PutNarInfos) error {
+	for _, in := range c.NarInfos {
+		h, err := HashPart(in.StorePath)
+		if err != nil {
+			return err
+		}
+		if in.NarHash == "" || in.NarSize <= 0 {
+			return fmt.Errorf("nar of %s has no hash or size: %w", in.StorePath, ErrBadCommand)
+		}
+		old := t.getNar(h)
+		n := in
+		var holders []string
+		if old != nil {
+			holders = old.Holders
+		}
+		n.Holders = mergeHolders(holders, in.Holders, c.Holder)
+		t.putNar(h, old, &n)
+		if len(n.Holders) > 0 {
+			t.pathArrived(n.StorePath)
+		}
+	}
+	return nil
+}
+
+func mergeHolders(lists ...any) []string {
+	var out []string
+	add := func(s string) {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	for _, l := range lists {
+		switch v := l.(type) {
+		case string:
+			add(v)
+		case []string:
+			for _, s := range v {
+				add(s)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// pathArrived removes a store path from every build waiting for it.
+func (t *txn) pathArrived(storePath string) {
+	prefix := append([]byte(storePath), 0)
+	for _, wk := range t.prefixKeys(bkWaiting, prefix) {
+		id := hex.EncodeToString(wk[len(prefix):])
+		b, k, err := t.getBuild(id)
+		if err != nil {
+			panic(fmt.Sprintf("consensus: waiting index names missing build %s", id))
+		}
+		old := *b
+		b.WaitingFor = slices.DeleteFunc(slices.Clone(b.WaitingFor), func(p string) bool { return p == storePath })
+		if len(b.WaitingFor) == 0 {
+			b.WaitingFor = nil
+		}
+		t.putBuild(k, &old, b)
+	}
+}
+
+func (t *txn) setNarHolder(c *SetNarHolder) error {
+	if c.Node == "" {
+		return fmt.Errorf("nar holder: no node: %w", ErrBadCommand)
+	}
+	old := t.getNar(c.Hash)
+	if old == nil {
+		return fmt.Errorf("nar %s: %w", c.Hash, ErrNotFound)
+	}
+	n := *old
+	if c.Present {
+		n.Holders = mergeHolders(old.Holders, c.Node)
+	} else {
+		n.Holders = slices.DeleteFunc(slices.Clone(old.Holders), func(h string) bool { return h == c.Node })
+	}
+	t.putNar(c.Hash, old, &n)
+	if c.Present {
+		t.pathArrived(n.StorePath)
+	}
+	return nil
+}
+
+func (t *txn) putNode(c *PutNode) error {
+	if c.Node.Name == "" {
+		return fmt.Errorf("node without name: %w", ErrBadCommand)
+	}
+	t.putJSON(bkNodes, []byte(c.Node.Name), c.Node)
+	return nil
+}
+
+func (t *txn) removeNode(c *RemoveNode) error {
+	if t.b[bkNodes].Get([]byte(c.Name)) == nil {
+		return fmt.Errorf("node %q: %w", c.Name, ErrNotFound)
+	}
+	t.del(bkNodes, []byte(c.Name))
+	prefix := append([]byte(c.Name), 0)
+	for _, hk := range t.prefixKeys(bkHolders, prefix) {
+		hash := string(hk[len(prefix):])
+		old := t.getNar(hash)
+		if old == nil {
+			panic(fmt.Sprintf("consensus: holder index names missing nar %s", hash))
+		}
+		n := *old
+		n.Holders = slices.DeleteFunc(slices.Clone(old.Holders), func(h string) bool { return h == c.Name })
+		t.putNar(hash, old, &n)
+	}
+	return nil
+}
+
+func (t *txn) clearWaiting(c *ClearWaiting) error {
+	b, k, err := t.getBuild(c.BuildID)
+	if err != nil {
+		return err
+	}
+	old := *b
+	b.WaitingFor = nil
+	t.putBuild(k, &old, b)
+	return nil
+}

@@ -1,0 +1,225 @@
+package consensus
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// CommandType numbers a raft command. The enum is append-only: numbers are
+// never reused or renumbered. A type with SkipIfUnknown set is ignored by a
+// replica that does not know it (rolling upgrades); an unknown type without
+// it stops the replica (panic) rather than letting it diverge.
+type CommandType byte
+
+// Command types.
+const (
+	CmdSubmitBuilds CommandType = 1
+	CmdAssignBuilds CommandType = 2
+	CmdStartBuild   CommandType = 3
+	CmdFinishBuild  CommandType = 4
+	CmdCancelBuilds CommandType = 5
+	CmdRequeueNode  CommandType = 6
+	CmdPutNarInfos  CommandType = 7
+	CmdSetNarHolder CommandType = 8
+	CmdPutNode      CommandType = 9
+	CmdRemoveNode   CommandType = 10
+	CmdAckEvents    CommandType = 11
+	CmdSetSettings  CommandType = 12
+	CmdClearWaiting CommandType = 13
+
+	// SkipIfUnknown is or-ed into a type that older replicas may ignore.
+	SkipIfUnknown CommandType = 0x80
+)
+
+// Command is one replicated change of the coordinator state.
+type Command interface {
+	Type() CommandType
+}
+
+// SubmitBuilds creates builds (state queued) and records derivation
+// metadata. An empty Build.ID is filled deterministically from the command
+// time and the log index; a given id must be new. Result: *SubmitResult.
+type SubmitBuilds struct {
+	Builds []Build `json:"builds"`
+	Drvs   []Drv   `json:"drvs,omitempty"`
+}
+
+// SubmitResult lists the ids of the created builds, in command order.
+type SubmitResult struct {
+	IDs []string
+}
+
+// Assignment gives one queued build to a node.
+type Assignment struct {
+	BuildID string `json:"build_id"`
+	Node    string `json:"node"`
+}
+
+// AssignBuilds moves queued builds to scheduled on a node; builds that are
+// no longer queued (or unknown) are skipped. Result: *AssignResult.
+type AssignBuilds struct {
+	Assignments []Assignment `json:"assignments"`
+}
+
+// AssignResult lists the ids actually assigned.
+type AssignResult struct {
+	IDs []string
+}
+
+// StartBuild moves a build scheduled on Node to building and opens an attempt.
+type StartBuild struct {
+	ID   string `json:"id"`
+	Node string `json:"node"`
+}
+
+// FinishBuild ends the running attempt of a build on Node. Success needs
+// every output's nar recorded (PutNarInfos first), else ErrOutputsMissing.
+// A failure with retries left requeues the build with Node in FailedNodes.
+// MissingInputs requeues it waiting for those store paths.
+type FinishBuild struct {
+	ID            string   `json:"id"`
+	Node          string   `json:"node"`
+	Success       bool     `json:"success"`
+	Outputs       []Output `json:"outputs,omitempty"`
+	Error         string   `json:"error,omitempty"`
+	MissingInputs []string `json:"missing_inputs,omitempty"`
+}
+
+// CancelBuilds cancels unfinished builds; any unknown or finished id fails
+// the whole command.
+type CancelBuilds struct {
+	IDs []string `json:"ids"`
+}
+
+// RequeueNode puts every scheduled or building build of a node back in the
+// queue, recording a running attempt as lost. Result: *RequeueResult.
+type RequeueNode struct {
+	Node string `json:"node"`
+}
+
+// RequeueResult lists the requeued build ids.
+type RequeueResult struct {
+	IDs []string
+}
+
+// PutNarInfos records nars (upsert by hash part) held by Holder, and clears
+// those store paths from every build waiting for them.
+type PutNarInfos struct {
+	NarInfos []NarInfo `json:"narinfos"`
+	Holder   string    `json:"holder,omitempty"`
+}
+
+// SetNarHolder adds or removes one node from a nar's holders.
+type SetNarHolder struct {
+	Hash    string `json:"hash"`
+	Node    string `json:"node"`
+	Present bool   `json:"present"`
+}
+
+// PutNode records (or replaces) a node's admission record.
+type PutNode struct {
+	Node Node `json:"node"`
+}
+
+// RemoveNode deletes a node's admission record and its nar holdings.
+type RemoveNode struct {
+	Name string `json:"name"`
+}
+
+// AckEvents removes handled events; unknown sequence numbers are ignored.
+type AckEvents struct {
+	Seqs []uint64 `json:"seqs"`
+}
+
+// SetSettings replaces the mesh settings.
+type SetSettings struct {
+	Settings Settings `json:"settings"`
+}
+
+// ClearWaiting empties a queued build's WaitingFor list.
+type ClearWaiting struct {
+	BuildID string `json:"build_id"`
+}
+
+func (SubmitBuilds) Type() CommandType { return CmdSubmitBuilds }
+func (AssignBuilds) Type() CommandType { return CmdAssignBuilds }
+func (StartBuild) Type() CommandType   { return CmdStartBuild }
+func (FinishBuild) Type() CommandType  { return CmdFinishBuild }
+func (CancelBuilds) Type() CommandType { return CmdCancelBuilds }
+func (RequeueNode) Type() CommandType  { return CmdRequeueNode }
+func (PutNarInfos) Type() CommandType  { return CmdPutNarInfos }
+func (SetNarHolder) Type() CommandType { return CmdSetNarHolder }
+func (PutNode) Type() CommandType      { return CmdPutNode }
+func (RemoveNode) Type() CommandType   { return CmdRemoveNode }
+func (AckEvents) Type() CommandType    { return CmdAckEvents }
+func (SetSettings) Type() CommandType  { return CmdSetSettings }
+func (ClearWaiting) Type() CommandType { return CmdClearWaiting }
+
+// newCommand returns an empty command of a known type, or nil.
+func newCommand(t CommandType) Command {
+	switch t {
+	case CmdSubmitBuilds:
+		return &SubmitBuilds{}
+	case CmdAssignBuilds:
+		return &AssignBuilds{}
+	case CmdStartBuild:
+		return &StartBuild{}
+	case CmdFinishBuild:
+		return &FinishBuild{}
+	case CmdCancelBuilds:
+		return &CancelBuilds{}
+	case CmdRequeueNode:
+		return &RequeueNode{}
+	case CmdPutNarInfos:
+		return &PutNarInfos{}
+	case CmdSetNarHolder:
+		return &SetNarHolder{}
+	case CmdPutNode:
+		return &PutNode{}
+	case CmdRemoveNode:
+		return &RemoveNode{}
+	case CmdAckEvents:
+		return &AckEvents{}
+	case CmdSetSettings:
+		return &SetSettings{}
+	case CmdClearWaiting:
+		return &ClearWaiting{}
+	}
+	return nil
+}
+
+// EncodeCommand encodes a command stamped with time at (the leader's clock):
+// [type byte][8-byte big-endian unix nanoseconds][JSON payload].
+func EncodeCommand(cmd Command, at time.Time) ([]byte, error) {
+	payload, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %d: %w", cmd.Type(), err)
+	}
+	buf := make([]byte, 9, 9+len(payload))
+	buf[0] = byte(cmd.Type())
+	binary.BigEndian.PutUint64(buf[1:9], uint64(at.UnixNano()))
+	return append(buf, payload...), nil
+}
+
+// decodeCommand decodes an entry. It returns (nil, at, nil) for an unknown
+// type marked SkipIfUnknown and an error for anything undecodable.
+func decodeCommand(data []byte) (Command, time.Time, error) {
+	if len(data) < 9 {
+		return nil, time.Time{}, fmt.Errorf("command entry of %d bytes: %w", len(data), ErrBadCommand)
+	}
+	t := CommandType(data[0])
+	at := time.Unix(0, int64(binary.BigEndian.Uint64(data[1:9]))).UTC()
+	cmd := newCommand(t)
+	if cmd == nil {
+		if t&SkipIfUnknown != 0 {
+			return nil, at, nil
+		}
+		return nil, at, fmt.Errorf("unknown command type %d: %w", t, ErrBadCommand)
+	}
+	if err := json.Unmarshal(data[9:], cmd); err != nil {
+		return nil, at, fmt.Errorf("decode command %d: %w", t, err)
+	}
+	return cmd, at, nil
+}

@@ -1,0 +1,185 @@
+package consensus
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// txn is one write (or read) transaction over the state buckets; it keeps
+// the secondary indexes, counters and event queue consistent with the
+// primary records.
+type txn struct {
+	tx *bolt.Tx
+	b  [bkMeta + 1]*bolt.Bucket
+}
+
+func newTxn(tx *bolt.Tx) *txn {
+	t := &txn{tx: tx}
+	for i := range t.b {
+		t.b[i] = tx.Bucket(buckets[i])
+	}
+	if tx.Writable() {
+		// Build keys and event sequence numbers only grow: pack pages full.
+		t.b[bkBuilds].FillPercent = 0.95
+		t.b[bkEvents].FillPercent = 0.95
+	}
+	return t
+}
+
+var empty = []byte{}
+
+func stateCode(s string) byte {
+	return byte(slices.Index(States, s))
+}
+
+func join(parts ...[]byte) []byte {
+	return bytes.Join(parts, []byte{0})
+}
+
+func (t *txn) put(bk int, k, v []byte) {
+	if err := t.b[bk].Put(k, v); err != nil {
+		panic(fmt.Sprintf("consensus: put %s: %v", buckets[bk], err))
+	}
+}
+
+func (t *txn) del(bk int, k []byte) {
+	if err := t.b[bk].Delete(k); err != nil {
+		panic(fmt.Sprintf("consensus: delete %s: %v", buckets[bk], err))
+	}
+}
+
+func (t *txn) putJSON(bk int, k []byte, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("consensus: encode %s record: %v", buckets[bk], err))
+	}
+	t.put(bk, k, data)
+}
+
+// getBuild returns the build or ErrNotFound; a stored record that does not
+// decode panics.
+func (t *txn) getBuild(id string) (*Build, []byte, error) {
+	k, err := buildKey(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	data := t.b[bkBuilds].Get(k)
+	if data == nil {
+		return nil, k, fmt.Errorf("build %s: %w", id, ErrNotFound)
+	}
+	b, err := decodeBuild(data)
+	if err != nil {
+		panic(fmt.Sprintf("consensus: stored build %s: %v", id, err))
+	}
+	return b, k, nil
+}
+
+// putBuild writes b, updating the indexes from old (nil for a new build).
+func (t *txn) putBuild(k []byte, old, b *Build) {
+	if old == nil || old.State != b.State {
+		if old != nil {
+			t.del(bkByState, append([]byte{stateCode(old.State)}, k...))
+			t.addCount(old.State, -1)
+		}
+		t.put(bkByState, append([]byte{stateCode(b.State)}, k...), empty)
+		t.addCount(b.State, 1)
+	}
+	if old == nil {
+		t.put(bkByDrv, join([]byte(b.Derivation), k), empty)
+		for tk, tv := range b.Tags {
+			t.put(bkByTag, join([]byte(tk+"="+tv), k), empty)
+		}
+	}
+	var oldWait []string
+	if old != nil {
+		oldWait = old.WaitingFor
+	}
+	if !slices.Equal(oldWait, b.WaitingFor) {
+		for _, p := range oldWait {
+			t.del(bkWaiting, join([]byte(p), k))
+		}
+		for _, p := range b.WaitingFor {
+			t.put(bkWaiting, join([]byte(p), k), empty)
+		}
+	}
+	t.put(bkBuilds, k, encodeBuild(b))
+}
+
+func (t *txn) addCount(state string, d int64) {
+	key := []byte("count/" + state)
+	n := int64(u64(t.b[bkMeta].Get(key))) + d
+	t.put(bkMeta, key, u64b(uint64(n)))
+}
+
+func (t *txn) addEvent(e Event) {
+	seq := u64(t.b[bkMeta].Get([]byte("event_seq"))) + 1
+	t.put(bkMeta, []byte("event_seq"), u64b(seq))
+	e.Seq = seq
+	t.putJSON(bkEvents, u64b(seq), e)
+}
+
+func (t *txn) settings() Settings {
+	var s Settings
+	if data := t.b[bkMeta].Get([]byte("settings")); data != nil {
+		if err := json.Unmarshal(data, &s); err != nil {
+			panic(fmt.Sprintf("consensus: stored settings: %v", err))
+		}
+	}
+	return s
+}
+
+func (t *txn) getNar(hash string) *NarInfo {
+	data := t.b[bkNars].Get([]byte(hash))
+	if data == nil {
+		return nil
+	}
+	n, err := decodeNarInfo(data)
+	if err != nil {
+		panic(fmt.Sprintf("consensus: stored nar %s: %v", hash, err))
+	}
+	return n
+}
+
+// putNar writes n, updating the holder index from old (nil if new).
+func (t *txn) putNar(hash string, old, n *NarInfo) {
+	var oldHolders []string
+	if old != nil {
+		oldHolders = old.Holders
+	}
+	for _, h := range oldHolders {
+		if !slices.Contains(n.Holders, h) {
+			t.del(bkHolders, join([]byte(h), []byte(hash)))
+		}
+	}
+	for _, h := range n.Holders {
+		if !slices.Contains(oldHolders, h) {
+			t.put(bkHolders, join([]byte(h), []byte(hash)), empty)
+		}
+	}
+	t.put(bkNars, []byte(hash), encodeNarInfo(n))
+}
+
+// pathPresent reports whether a store path's nar is recorded with at least
+// one holder.
+func (t *txn) pathPresent(storePath string) bool {
+	h, err := HashPart(storePath)
+	if err != nil {
+		return false
+	}
+	n := t.getNar(h)
+	return n != nil && len(n.Holders) > 0
+}
+
+// prefixKeys returns the keys of bucket bk that start with prefix.
+func (t *txn) prefixKeys(bk int, prefix []byte) [][]byte {
+	var out [][]byte
+	c := t.b[bk].Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		out = append(out, bytes.Clone(k))
+	}
+	return out
+}

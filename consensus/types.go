@@ -1,0 +1,203 @@
+package consensus
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Build states.
+const (
+	StateQueued    = "queued"
+	StateScheduled = "scheduled"
+	StateBuilding  = "building"
+	StateSucceeded = "succeeded"
+	StateFailed    = "failed"
+	StateCanceled  = "canceled"
+)
+
+// States lists every build state in index order.
+var States = []string{StateQueued, StateScheduled, StateBuilding, StateSucceeded, StateFailed, StateCanceled}
+
+// Attempt results.
+const (
+	ResultSucceeded     = "succeeded"
+	ResultFailed        = "failed"
+	ResultLost          = "lost"
+	ResultMissingInputs = "missing-inputs"
+	ResultCanceled      = "canceled"
+)
+
+// Event types, appended by the FSM when builds change state.
+const (
+	EventBuildSubmitted     = "build-submitted"
+	EventBuildStarted       = "build-started"
+	EventBuildSucceeded     = "build-succeeded"
+	EventBuildFailed        = "build-failed"
+	EventBuildCanceled      = "build-canceled"
+	EventBuildMissingInputs = "build-missing-inputs"
+)
+
+// Build is one requested build of a derivation. Its JSON form is the build
+// object of SPEC.md; the fields after Error are extras for scheduling.
+type Build struct {
+	ID         string            `json:"id"`
+	Derivation string            `json:"derivation"`
+	System     string            `json:"system"`
+	State      string            `json:"state"`
+	Priority   int               `json:"priority"`
+	Tags       map[string]string `json:"tags"`
+	Node       string            `json:"node"`
+	Attempts   []Attempt         `json:"attempts"`
+	Outputs    []Output          `json:"outputs"`
+	CreatedAt  time.Time         `json:"created_at"`
+	StartedAt  time.Time         `json:"started_at,omitzero"`
+	FinishedAt time.Time         `json:"finished_at,omitzero"`
+	Error      string            `json:"error"`
+
+	DeferUntil  time.Time `json:"defer_until,omitzero"`
+	Retries     int       `json:"retries,omitempty"` // failed attempts allowed before the build fails
+	FailedNodes []string  `json:"failed_nodes,omitempty"`
+	WaitingFor  []string  `json:"waiting_for,omitempty"` // input store paths no node holds
+}
+
+// Attempt is one run of a build on a node.
+type Attempt struct {
+	Node       string    `json:"node"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Result     string    `json:"result,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Output is one built output of a succeeded build.
+type Output struct {
+	Name    string `json:"name"`
+	Path    string `json:"path"`
+	NarHash string `json:"nar_hash"`
+	NarSize int64  `json:"nar_size"`
+}
+
+// Drv is the scheduling metadata of a derivation, keyed by its store path.
+type Drv struct {
+	Path      string              `json:"path"`
+	System    string              `json:"system"`
+	InputDrvs map[string][]string `json:"input_drvs,omitempty"`
+	InputSrcs []string            `json:"input_srcs,omitempty"`
+	Outputs   map[string]string   `json:"outputs,omitempty"` // output name → store path
+	Features  []string            `json:"features,omitempty"`
+}
+
+// NarInfo is what the mesh knows about one store path's nar, keyed by the
+// hash part of the store path. It holds every field a Nix narinfo needs
+// (URL is derived from Files by the serving node).
+type NarInfo struct {
+	StorePath  string    `json:"store_path"`
+	NarHash    string    `json:"nar_hash"` // "sha256:<nix32>"
+	NarSize    int64     `json:"nar_size"`
+	References []string  `json:"references,omitempty"` // basenames, as in a narinfo
+	Deriver    string    `json:"deriver,omitempty"`    // basename
+	System     string    `json:"system,omitempty"`
+	CA         string    `json:"ca,omitempty"`
+	Sigs       []string  `json:"sigs,omitempty"`
+	Files      []NarFile `json:"files,omitempty"`
+	Holders    []string  `json:"holders,omitempty"` // node names, sorted
+}
+
+// NarFile is one stored (compressed) form of a nar.
+type NarFile struct {
+	Compression string `json:"compression"` // "xz", "zstd", "none"
+	FileHash    string `json:"file_hash"`
+	FileSize    int64  `json:"file_size"`
+}
+
+// Node is the admission record of a mesh member.
+type Node struct {
+	Name            string    `json:"name"`
+	HTTP            string    `json:"http"`
+	Raft            string    `json:"raft"`
+	P2P             string    `json:"p2p,omitempty"`
+	PeerID          string    `json:"peer_id,omitempty"`
+	CertFingerprint string    `json:"cert_fingerprint,omitempty"`
+	AdmittedAt      time.Time `json:"admitted_at"`
+	Voter           bool      `json:"voter"`
+}
+
+// Event is a build state change waiting for its hook; AckEvents removes it.
+type Event struct {
+	Seq     uint64    `json:"seq"`
+	Type    string    `json:"type"`
+	BuildID string    `json:"build_id"`
+	Time    time.Time `json:"time"`
+}
+
+// Settings are the mesh-wide settings, replaced as a whole by SetSettings.
+type Settings struct {
+	Strategy         string    `json:"strategy,omitempty"`
+	JoinTokenHash    string    `json:"join_token_hash,omitempty"`
+	JoinTokenExpires time.Time `json:"join_token_expires,omitzero"`
+	AdminTokenHash   string    `json:"admin_token_hash,omitempty"`
+	MinCopies        int       `json:"min_copies,omitempty"`
+	Retries          int       `json:"retries,omitempty"` // default Build.Retries
+	Extra            map[string]string `json:"extra,omitempty"`
+}
+
+// NewBuildID returns a fresh build id: 16 bytes, the first 8 the big-endian
+// unix nanoseconds of t and the rest random, in lowercase hex. Ids sort by
+// creation time, so the builds bucket is in creation order.
+func NewBuildID(t time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixNano()))
+	if _, err := rand.Read(b[8:]); err != nil {
+		panic(fmt.Sprintf("read random: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// buildKey decodes a build id into its 16-byte bucket key.
+func buildKey(id string) ([]byte, error) {
+	if len(id) != 32 {
+		return nil, fmt.Errorf("build id %q: %w", id, ErrBadCommand)
+	}
+	k, err := hex.DecodeString(id)
+	if err != nil {
+		return nil, fmt.Errorf("build id %q: %w", id, ErrBadCommand)
+	}
+	return k, nil
+}
+
+// BuildIDTime returns the creation time encoded in a build id.
+func BuildIDTime(id string) (time.Time, error) {
+	k, err := buildKey(id)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC(), nil
+}
+
+// HashPart returns the 32-character hash part of a store path
+// (/nix/store/<hash>-<name>), or of a bare <hash>-<name> basename.
+func HashPart(storePath string) (string, error) {
+	base := storePath[strings.LastIndexByte(storePath, '/')+1:]
+	if len(base) < 34 || base[32] != '-' {
+		return "", fmt.Errorf("store path %q: %w", storePath, ErrBadCommand)
+	}
+	return base[:32], nil
+}
+
+func validState(s string) bool {
+	for _, x := range States {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Finished reports whether a build state is final.
+func Finished(state string) bool {
+	return state == StateSucceeded || state == StateFailed || state == StateCanceled
+}
