@@ -77,7 +77,7 @@ type waiter struct {
 // class is the set of builds sharing a system and required features; they
 // can run on exactly the same nodes.
 type class struct {
-	probe    Build   // System and Features of the class
+	probe    Build // System and Features of the class
 	ready    entryHeap
 	supports []bool  // by node index
 	nodes    []int32 // supporting live nodes with free slots, by (load, name)
