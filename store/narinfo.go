@@ -90,7 +90,7 @@ func ParseNarInfo(b []byte) (*NarInfo, error) {
 			ni.Compression = value
 			comps = append(comps, value)
 		case "FileHash":
-			h, err := ParseHash(value)
+			h, err := parseNarInfoHash(value)
 			if err != nil {
 				return nil, nixNarInfoBad("FileHash: %v", err)
 			}
@@ -104,7 +104,7 @@ func ParseNarInfo(b []byte) (*NarInfo, error) {
 			ni.FileSize = n
 			sizes = append(sizes, value)
 		case "NarHash":
-			h, err := ParseHash(value)
+			h, err := parseNarInfoHash(value)
 			if err != nil {
 				return nil, nixNarInfoBad("NarHash: %v", err)
 			}
@@ -186,13 +186,26 @@ func zipNarFiles(urls, comps, hashes, sizes []string) []NarFile {
 			files[i].Compression = comps[i]
 		}
 		if i < len(hashes) {
-			files[i].FileHash, _ = ParseHash(hashes[i])
+			files[i].FileHash, _ = parseNarInfoHash(hashes[i])
 		}
 		if i < len(sizes) {
 			files[i].FileSize, _ = parseNarInfoSize(sizes[i])
 		}
 	}
 	return files
+}
+
+// parseNarInfoHash is ParseHash that also checks the digest length, which
+// a base-64 digest without padding can get wrong.
+func parseNarInfoHash(v string) (Hash, error) {
+	h, err := ParseHash(v)
+	if err != nil {
+		return Hash{}, err
+	}
+	if len(h.Digest) != h.Algo.Size() {
+		return Hash{}, fmt.Errorf("%w: %q decodes to %d bytes", ErrBadHash, v, len(h.Digest))
+	}
+	return h, nil
 }
 
 // parseNarInfoSize parses a non-negative decimal size.
@@ -257,6 +270,9 @@ func parseUnprefixedCAHash(s string) (Hash, error) {
 		return Hash{}, nixNarInfoBad("CA hash %q has no algorithm", s)
 	}
 	h, err := ParseHashAs(algo, digest)
+	if err == nil && len(h.Digest) != h.Algo.Size() {
+		err = fmt.Errorf("%w: %q decodes to %d bytes", ErrBadHash, s, len(h.Digest))
+	}
 	if err != nil {
 		return Hash{}, nixNarInfoBad("CA: %v", err)
 	}
