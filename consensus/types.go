@@ -136,12 +136,12 @@ type Event struct {
 
 // Settings are the mesh-wide settings, replaced as a whole by SetSettings.
 type Settings struct {
-	Strategy         string    `json:"strategy,omitempty"`
-	JoinTokenHash    string    `json:"join_token_hash,omitempty"`
-	JoinTokenExpires time.Time `json:"join_token_expires,omitzero"`
-	AdminTokenHash   string    `json:"admin_token_hash,omitempty"`
-	MinCopies        int       `json:"min_copies,omitempty"`
-	Retries          int       `json:"retries,omitempty"` // default Build.Retries
+	Strategy         string            `json:"strategy,omitempty"`
+	JoinTokenHash    string            `json:"join_token_hash,omitempty"`
+	JoinTokenExpires time.Time         `json:"join_token_expires,omitzero"`
+	AdminTokenHash   string            `json:"admin_token_hash,omitempty"`
+	MinCopies        int               `json:"min_copies,omitempty"`
+	Retries          int               `json:"retries,omitempty"` // default Build.Retries
 	Extra            map[string]string `json:"extra,omitempty"`
 }
 
