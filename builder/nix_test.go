@@ -135,6 +135,15 @@ func TestNix_Build(t *testing.T) {
 		}
 	})
 
+	t.Run("substituter down", func(t *testing.T) {
+		req := f.request("multi")
+		req.Substituter = "http://127.0.0.1:1"
+		res, err := f.builder.Build(ctx, req, nil)
+		if !errors.Is(err, ErrBackend) || len(res.MissingInputs) > 0 {
+			t.Fatalf("err = %v, missing = %v, want ErrBackend and none missing", err, res.MissingInputs)
+		}
+	})
+
 	t.Run("bad drv path", func(t *testing.T) {
 		_, err := f.builder.Build(ctx, Request{DrvPath: "/tmp/x.drv"}, nil)
 		if !errors.Is(err, ErrBadRequest) {
