@@ -15,12 +15,14 @@ var (
 func (d *mergeDelegate) NotifyAlive(n *memberlist.Node) error { return d.g.checkPeer(n) }
 
 // NotifyMerge refuses a push/pull with any node whose meta is undecodable,
-// so a join into such a cluster fails.
+// so a join into such a cluster fails; otherwise it notes which peers the
+// remote side saw leave.
 func (d *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 	for _, n := range peers {
 		if err := d.g.checkPeer(n); err != nil {
 			return err
 		}
 	}
+	d.g.noteMerge(peers)
 	return nil
 }

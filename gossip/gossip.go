@@ -32,9 +32,13 @@ type Gossip struct {
 	mu      sync.Mutex
 	meta    Meta
 	rawMeta []byte
+	leaving bool // Leave has begun; rawMeta carries the leave mark
 	members map[string]*Member
-	events  chan Event
-	evDone  bool // events is closed
+	// leftHint names members a push/pull reported as left, for when
+	// memberlist's NotifyLeave follows.
+	leftHint map[string]bool
+	events   chan Event
+	evDone   bool // events is closed
 
 	dropped atomic.Uint64
 }
@@ -51,11 +55,12 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, err
 	}
 	return &Gossip{
-		cfg:     cfg,
-		logger:  cfg.Logger.With("component", "gossip"),
-		rawMeta: raw,
-		members: make(map[string]*Member),
-		events:  make(chan Event, cfg.EventBuffer),
+		cfg:      cfg,
+		logger:   cfg.Logger.With("component", "gossip"),
+		rawMeta:  raw,
+		members:  make(map[string]*Member),
+		leftHint: make(map[string]bool),
+		events:   make(chan Event, cfg.EventBuffer),
 	}, nil
 }
 
@@ -127,8 +132,16 @@ func (g *Gossip) SetMeta(m Meta) error {
 		return ErrClosed
 	}
 	g.mu.Lock()
-	g.meta, g.rawMeta = m, raw
+	if g.leaving {
+		raw, err = encodeMeta(m, true)
+	}
+	if err == nil {
+		g.meta, g.rawMeta = m, raw
+	}
 	g.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("set meta: %w", err)
+	}
 	if !g.started {
 		return nil
 	}
@@ -233,15 +246,31 @@ func (g *Gossip) LocalAddr() string {
 	return ""
 }
 
-// Leave tells the mesh this node leaves, waiting up to timeout for the
-// message to go out; others then list it as left, not dead. The node keeps
-// its listeners until Close, which should follow.
+// Leave tells the mesh this node leaves; others then list it as left, not
+// dead. It takes two broadcasts, each waited for up to timeout: a meta
+// update carrying a leave mark, then memberlist's leave. (memberlist's
+// notification does not say whether a node left or died, so peers read the
+// mark; a peer that missed it learns "left" at the next push/pull, or
+// lists the node as dead.) The node keeps its listeners until Close, which
+// should follow.
 func (g *Gossip) Leave(timeout time.Duration) error {
 	g.life.RLock()
 	defer g.life.RUnlock()
 	ml, err := g.running()
 	if err != nil {
 		return err
+	}
+	g.mu.Lock()
+	raw, err := encodeMeta(g.meta, true)
+	if err == nil {
+		g.leaving, g.rawMeta = true, raw
+	}
+	g.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	if err := ml.UpdateNode(timeout); err != nil {
+		g.logger.Warn("leave mark not confirmed", logKeyErr, err)
 	}
 	if err := ml.Leave(timeout); err != nil {
 		return fmt.Errorf("leave: %w", err)

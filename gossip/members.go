@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -13,53 +14,84 @@ import (
 
 // handleJoin records n as alive.
 func (g *Gossip) handleJoin(n *memberlist.Node) {
-	m := g.memberFrom(n, StatusAlive)
+	m, _ := g.memberFrom(n, StatusAlive)
 	g.logger.Info("member joined", logKeyNode, m.Name, logKeyAddr, m.Addr)
-	g.record(EventJoin, m)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.leftHint, m.Name)
+	g.recordLocked(EventJoin, m)
 }
 
-// handleLeave records n as dead or left, as memberlist's state says.
+// handleLeave records n as dead or left. memberlist's Node.State does not
+// tell them apart in this notification, so a member counts as left when
+// its last meta carries the leave mark, a push/pull reported it left, or it
+// is this node leaving.
 func (g *Gossip) handleLeave(n *memberlist.Node) {
-	status := StatusDead
-	if n.State == memberlist.StateLeft {
-		status = StatusLeft
+	m, marked := g.memberFrom(n, StatusDead)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if marked || g.leftHint[m.Name] || (m.Name == g.cfg.Name && g.leaving) {
+		m.Status = StatusLeft
 	}
-	m := g.memberFrom(n, status)
-	g.logger.Info("member gone", logKeyNode, m.Name, logKeyStatus, status.String())
-	g.record(EventLeave, m)
+	delete(g.leftHint, m.Name)
+	g.logger.Info("member gone", logKeyNode, m.Name, logKeyStatus, m.Status.String())
+	g.recordLocked(EventLeave, m)
 }
 
-// handleUpdate records n's new meta.
+// handleUpdate records n's new meta; an update that changes only the
+// leave mark is recorded without an event.
 func (g *Gossip) handleUpdate(n *memberlist.Node) {
-	m := g.memberFrom(n, StatusAlive)
+	m, _ := g.memberFrom(n, StatusAlive)
 	g.logger.Debug("member updated", logKeyNode, m.Name)
-	g.record(EventUpdate, m)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if old, ok := g.members[m.Name]; ok && old.Status == StatusAlive && reflect.DeepEqual(old.Meta, m.Meta) {
+		return
+	}
+	g.recordLocked(EventUpdate, m)
 }
 
-// memberFrom copies n into a Member. Meta that does not decode (which the
-// alive delegate normally refuses earlier) is logged and left zero.
-func (g *Gossip) memberFrom(n *memberlist.Node, status Status) Member {
+// noteMerge remembers which members a push/pull reported as left.
+func (g *Gossip) noteMerge(peers []*memberlist.Node) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, n := range peers {
+		if n.State == memberlist.StateLeft && n.Name != g.cfg.Name {
+			if old, ok := g.members[n.Name]; !ok || old.Status != StatusLeft {
+				g.leftHint[n.Name] = true
+			}
+		}
+	}
+}
+
+// memberFrom copies n into a Member and reports its leave mark. Meta that
+// does not decode (which the alive delegate normally refuses earlier) is
+// logged and left zero.
+func (g *Gossip) memberFrom(n *memberlist.Node, status Status) (Member, bool) {
 	m := Member{
 		Name:    n.Name,
 		Addr:    n.Address(),
 		Status:  status,
 		Changed: time.Now(),
 	}
-	if len(n.Meta) > 0 {
-		meta, err := DecodeMeta(n.Meta)
-		if err != nil {
-			g.logger.Warn("undecodable member meta", logKeyNode, n.Name, logKeyErr, err)
-		} else {
-			m.Meta = meta
-		}
+	meta, leaving, err := decodeMeta(n.Meta)
+	if err != nil {
+		g.logger.Warn("undecodable member meta", logKeyNode, n.Name, logKeyErr, err)
+		return m, false
 	}
-	return m
+	m.Meta = meta
+	return m, leaving
 }
 
 // record stores m in the member table and queues its event.
 func (g *Gossip) record(t EventType, m Member) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.recordLocked(t, m)
+}
+
+// recordLocked is record for a caller holding g.mu.
+func (g *Gossip) recordLocked(t EventType, m Member) {
 	stored := m
 	stored.Meta = cloneMeta(m.Meta)
 	g.members[m.Name] = &stored

@@ -61,14 +61,29 @@ const (
 	tagPeerID   = 10
 	tagVersion  = 11
 	tagBuilder  = 12
+	tagLeaving  = 13 // empty; set by Leave, not part of Meta
 )
+
+// leaveMarkSize is what the leave mark adds to an encoding; EncodeMeta keeps
+// that much room free so a node can always announce its leave.
+const leaveMarkSize = 2
 
 // EncodeMeta packs m as a version byte followed by fields, each a tag byte,
 // a uvarint length and the value; zero-valued fields are left out. It
 // returns ErrMetaTooLarge, never a truncated encoding, when the result
-// exceeds MaxMetaSize, and ErrBadMeta for a Load that is not a finite
-// number.
+// exceeds MaxMetaSize less 2 bytes (kept for the mark Leave adds), and
+// ErrBadMeta for a Load that is not a finite number.
 func EncodeMeta(m Meta) ([]byte, error) {
+	b, err := encodeMeta(m, false)
+	if err == nil && len(b) > MaxMetaSize-leaveMarkSize {
+		err = fmt.Errorf("encode meta: %d bytes, limit %d: %w", len(b), MaxMetaSize-leaveMarkSize, ErrMetaTooLarge)
+	}
+	return b, err
+}
+
+// encodeMeta is EncodeMeta with the leave mark, which tells peers that
+// this node's coming death is a graceful leave.
+func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 	if math.IsNaN(m.Load) || math.IsInf(m.Load, 0) {
 		return nil, fmt.Errorf("encode meta: load %v: %w", m.Load, ErrBadMeta)
 	}
@@ -103,6 +118,9 @@ func EncodeMeta(m Meta) ([]byte, error) {
 			b = appendField(b, f.tag, []byte(f.s))
 		}
 	}
+	if leaving {
+		b = appendField(b, tagLeaving, nil)
+	}
 	if len(b) > MaxMetaSize {
 		return nil, fmt.Errorf("encode meta: %d bytes, limit %d: %w", len(b), MaxMetaSize, ErrMetaTooLarge)
 	}
@@ -120,26 +138,30 @@ func appendField(b []byte, tag byte, v []byte) []byte {
 // fill its field exactly, a non-finite load) yields ErrBadMeta; unknown tags
 // are skipped so newer nodes can add fields.
 func DecodeMeta(b []byte) (Meta, error) {
-	var m Meta
+	m, _, err := decodeMeta(b)
+	return m, err
+}
+
+// decodeMeta is DecodeMeta that also reports the leave mark.
+func decodeMeta(b []byte) (m Meta, leaving bool, err error) {
 	if len(b) == 0 {
-		return Meta{}, fmt.Errorf("decode meta: empty: %w", ErrBadMeta)
+		return Meta{}, false, fmt.Errorf("decode meta: empty: %w", ErrBadMeta)
 	}
 	if b[0] != metaVersion {
-		return Meta{}, fmt.Errorf("decode meta: version %d: %w", b[0], ErrBadMeta)
+		return Meta{}, false, fmt.Errorf("decode meta: version %d: %w", b[0], ErrBadMeta)
 	}
 	if len(b) > MaxMetaSize {
-		return Meta{}, fmt.Errorf("decode meta: %d bytes: %w", len(b), ErrBadMeta)
+		return Meta{}, false, fmt.Errorf("decode meta: %d bytes: %w", len(b), ErrBadMeta)
 	}
 	rest := b[1:]
 	for len(rest) > 0 {
 		tag := rest[0]
 		n, k := binary.Uvarint(rest[1:])
 		if k <= 0 || n > uint64(len(rest)-1-k) {
-			return Meta{}, fmt.Errorf("decode meta: tag %d: bad length: %w", tag, ErrBadMeta)
+			return Meta{}, false, fmt.Errorf("decode meta: tag %d: bad length: %w", tag, ErrBadMeta)
 		}
 		v := rest[1+k : 1+k+int(n)]
 		rest = rest[1+k+int(n):]
-		var err error
 		switch tag {
 		case tagSystem:
 			m.Systems = append(m.Systems, string(v))
@@ -165,12 +187,14 @@ func DecodeMeta(b []byte) (Meta, error) {
 			m.Version = string(v)
 		case tagBuilder:
 			m.Builder = string(v)
+		case tagLeaving:
+			leaving = true
 		}
 		if err != nil {
-			return Meta{}, fmt.Errorf("decode meta: tag %d: %w", tag, err)
+			return Meta{}, false, fmt.Errorf("decode meta: tag %d: %w", tag, err)
 		}
 	}
-	return m, nil
+	return m, leaving, nil
 }
 
 func decodeInt(v []byte) (int, error) {

@@ -60,13 +60,21 @@ func TestEncodeMeta(t *testing.T) {
 		}
 	})
 	t.Run("largest that fits", func(t *testing.T) {
-		m := Meta{Version: strings.Repeat("v", MaxMetaSize-4)} // version, tag, 2-byte length
+		// Version byte, tag, 2-byte length, and 2 bytes kept for the leave mark.
+		m := Meta{Version: strings.Repeat("v", MaxMetaSize-6)}
 		b, err := EncodeMeta(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(b) != MaxMetaSize {
-			t.Fatalf("encoded %d bytes, want %d", len(b), MaxMetaSize)
+		if len(b) != MaxMetaSize-2 {
+			t.Fatalf("encoded %d bytes, want %d", len(b), MaxMetaSize-2)
+		}
+		marked, err := encodeMeta(m, true)
+		if err != nil || len(marked) != MaxMetaSize {
+			t.Fatalf("with leave mark: %d bytes, %v", len(marked), err)
+		}
+		if got, leaving, err := decodeMeta(marked); err != nil || !leaving || !reflect.DeepEqual(got, m) {
+			t.Fatalf("decode marked: %v %v", leaving, err)
 		}
 		m.Version += "v"
 		if _, err := EncodeMeta(m); !errors.Is(err, ErrMetaTooLarge) {
@@ -128,8 +136,9 @@ func FuzzDecodeMeta(f *testing.F) {
 	f.Add([]byte{metaVersion})
 	f.Add([]byte{metaVersion, tagMaxJobs, 1, 0x80})
 	f.Add([]byte{metaVersion, 200, 3, 'a', 'b', 'c', tagSystem, 1, 'x'})
+	f.Add([]byte{metaVersion, tagLeaving, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := DecodeMeta(b)
+		m, leaving, err := decodeMeta(b)
 		if err != nil {
 			if !errors.Is(err, ErrBadMeta) {
 				t.Fatalf("error %v does not wrap ErrBadMeta", err)
@@ -137,15 +146,15 @@ func FuzzDecodeMeta(f *testing.F) {
 			return
 		}
 		// Whatever decodes re-encodes, within the limit, to the same Meta.
-		again, err := EncodeMeta(m)
+		again, err := encodeMeta(m, leaving)
 		if err != nil {
 			t.Fatalf("re-encode %+v: %v", m, err)
 		}
-		m2, err := DecodeMeta(again)
+		m2, leaving2, err := decodeMeta(again)
 		if err != nil {
 			t.Fatalf("decode re-encoded %x: %v", again, err)
 		}
-		if !reflect.DeepEqual(m, m2) {
+		if !reflect.DeepEqual(m, m2) || leaving != leaving2 {
 			t.Fatalf("unstable: %+v then %+v", m, m2)
 		}
 	})
