@@ -137,6 +137,6 @@ func (n *NarNode) appendJSON(b *bytes.Buffer) error {
 func writeJSONString(b *bytes.Buffer, s string) {
 	e := json.NewEncoder(b)
 	e.SetEscapeHTML(false)
-	_ = e.Encode(s) // a string always encodes
+	_ = e.Encode(s)         // a string always encodes
 	b.Truncate(b.Len() - 1) // Encode adds a newline
 }
