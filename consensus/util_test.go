@@ -18,3 +18,5 @@ func (s *memSink) reader() io.ReadCloser { return readCloser(s.Bytes()) }
 func readCloser(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
 
 var _ raft.SnapshotSink = (*memSink)(nil)
+
+func raftAddr(s string) raft.ServerAddress { return raft.ServerAddress(s) }
