@@ -53,9 +53,17 @@ func (w *tWriter) stop() {
 func startNode(t testing.TB, name string, key []byte, meta Meta) *Gossip {
 	t.Helper()
 	cfg := TestConfig()
-	cfg.Name = name
 	cfg.SecretKey = key
-	cfg.Logger = testLogger(t)
+	return startNodeConfig(t, name, cfg, meta)
+}
+
+// startNodeConfig is startNode with a given config.
+func startNodeConfig(t testing.TB, name string, cfg Config, meta Meta) *Gossip {
+	t.Helper()
+	cfg.Name = name
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
 	g, err := New(cfg)
 	if err != nil {
 		t.Fatalf("new %s: %v", name, err)
