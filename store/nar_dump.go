@@ -93,7 +93,7 @@ func (d *narDumper) str(s string) error {
 func (d *narDumper) dumpPath(path string) error {
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return fmt.Errorf("nar dump: %w", err)
+		return fmt.Errorf("nar: %w", err)
 	}
 	switch m := fi.Mode(); {
 	case m.IsRegular():
@@ -101,7 +101,7 @@ func (d *narDumper) dumpPath(path string) error {
 	case m&os.ModeSymlink != 0:
 		target, err := os.Readlink(path)
 		if err != nil {
-			return fmt.Errorf("nar dump: %w", err)
+			return fmt.Errorf("nar: %w", err)
 		}
 		if err := d.raw(narTokSymlink); err != nil {
 			return err
@@ -113,19 +113,19 @@ func (d *narDumper) dumpPath(path string) error {
 	case m.IsDir():
 		return d.dumpDir(path)
 	default:
-		return fmt.Errorf("nar dump %s: unsupported file type %s: %w", path, m.Type(), ErrBadNar)
+		return fmt.Errorf("nar: %s: unsupported file type %s: %w", path, m.Type(), ErrBadNar)
 	}
 }
 
 func (d *narDumper) dumpDir(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("nar dump: %w", err)
+		return fmt.Errorf("nar: %w", err)
 	}
 	names, err := f.Readdirnames(-1)
 	f.Close()
 	if err != nil {
-		return fmt.Errorf("nar dump: %w", err)
+		return fmt.Errorf("nar: %w", err)
 	}
 	sort.Strings(names) // byte-wise, as Nix sorts
 	if err := d.raw(narTokDirectory); err != nil {
@@ -154,7 +154,7 @@ func (d *narDumper) dumpDir(path string) error {
 func (d *narDumper) dumpFile(path string, size int64, exec bool) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("nar dump: %w", err)
+		return fmt.Errorf("nar: %w", err)
 	}
 	defer f.Close()
 	if err := d.raw(narTokRegular); err != nil {
@@ -188,9 +188,9 @@ func (d *narDumper) dumpFile(path string, size int64, exec bool) error {
 		left -= int64(k)
 		if err != nil && left > 0 {
 			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("nar dump %s: file shrank while reading", path)
+				return fmt.Errorf("nar: %s: file shrank while reading", path)
 			}
-			return fmt.Errorf("nar dump: %w", err)
+			return fmt.Errorf("nar: %w", err)
 		}
 	}
 	if err := d.raw(narZeros[:narPad(uint64(size))]); err != nil {
@@ -219,7 +219,7 @@ func DumpPath(w io.Writer, path string) error {
 		buf: make([]byte, 0, narDumpBufSize),
 		sink: func(b []byte) ([]byte, error) {
 			if _, err := w.Write(b); err != nil {
-				return b, fmt.Errorf("nar dump: write: %w", err)
+				return b, fmt.Errorf("nar: write: %w", err)
 			}
 			return b, nil
 		},
