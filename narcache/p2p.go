@@ -1,0 +1,365 @@
+package narcache
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// NarProtocol is the libp2p protocol that moves nar files between nodes.
+//
+// Request: the nix32 FileHash (52 bytes) and "\n". Response: one status
+// byte (0 ok, 1 not found, 2 error), a big-endian uint64 length, then that
+// many bytes: the file for status 0, an error message otherwise.
+const NarProtocol = protocol.ID("/drvmesh/nar/1.0.0")
+
+const (
+	statusOK       = 0
+	statusNotFound = 1
+	statusError    = 2
+)
+
+// Holder is a peer that holds a nar file, as the mesh index names it: a
+// libp2p peer ID and the multiaddrs to reach it (may be empty when the
+// peerstore already knows them).
+type Holder struct {
+	ID    string
+	Addrs []string
+}
+
+// P2PConfig configures the peer-to-peer side of a node.
+type P2PConfig struct {
+	// Identity is the node's key (see LoadOrCreateIdentity). Required.
+	Identity crypto.PrivKey
+	// ListenAddrs are libp2p multiaddrs; default /ip4/0.0.0.0/tcp/0 (and
+	// the QUIC equivalent when QUIC is set).
+	ListenAddrs []string
+	// QUIC adds the QUIC transport beside TCP.
+	QUIC bool
+	// Allow says whether a peer ID is a mesh member. Others are refused
+	// right after the security handshake. Required.
+	Allow func(peer.ID) bool
+	// Disk serves and receives the nar files. Required.
+	Disk *Disk
+	// OnBadPeer is called when a peer sent bytes that failed verification.
+	OnBadPeer func(peerID string, err error)
+	// NATPortMap asks the gateway for a port mapping (UPnP / NAT-PMP).
+	NATPortMap bool
+	// HolePunching enables direct connection upgrade through relays.
+	HolePunching bool
+	// Relays are public members used as static relays (AutoRelay) by a
+	// node behind NAT; setting them enables the relay transport.
+	Relays []peer.AddrInfo
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// P2P is a libp2p host that serves and fetches nar files among members.
+type P2P struct {
+	cfg P2PConfig
+	log *slog.Logger
+
+	mu   sync.Mutex
+	host host.Host
+}
+
+// NewP2P checks the configuration; Start opens the host.
+func NewP2P(cfg P2PConfig) (*P2P, error) {
+	if cfg.Identity == nil || cfg.Allow == nil || cfg.Disk == nil {
+		return nil, errors.New("p2p config: identity, allow and disk are required")
+	}
+	if len(cfg.ListenAddrs) == 0 {
+		cfg.ListenAddrs = []string{"/ip4/0.0.0.0/tcp/0"}
+		if cfg.QUIC {
+			cfg.ListenAddrs = append(cfg.ListenAddrs, "/ip4/0.0.0.0/udp/0/quic-v1")
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &P2P{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Start opens the libp2p host and serves NarProtocol.
+func (p *P2P) Start(ctx context.Context) error {
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
+	if err != nil {
+		return fmt.Errorf("resource manager: %w", err)
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(p.cfg.Identity),
+		libp2p.ListenAddrStrings(p.cfg.ListenAddrs...),
+		libp2p.ConnectionGater(memberGater{allow: p.cfg.Allow}),
+		libp2p.ResourceManager(rm),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.DisableMetrics(),
+	}
+	if p.cfg.QUIC {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	if p.cfg.NATPortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	if p.cfg.HolePunching {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
+	if len(p.cfg.Relays) > 0 {
+		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableAutoRelayWithStaticRelays(p.cfg.Relays))
+	} else {
+		opts = append(opts, libp2p.DisableRelay())
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return fmt.Errorf("start libp2p host: %w", err)
+	}
+	h.SetStreamHandler(NarProtocol, p.serve)
+	p.mu.Lock()
+	p.host = h
+	p.mu.Unlock()
+	p.log.Info("libp2p host started", "peer", h.ID().String(), "addrs", fmt.Sprint(h.Addrs()))
+	return nil
+}
+
+// Close stops the host.
+func (p *P2P) Close() error {
+	p.mu.Lock()
+	h := p.host
+	p.host = nil
+	p.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	h.RemoveStreamHandler(NarProtocol)
+	if err := h.Close(); err != nil {
+		return fmt.Errorf("close libp2p host: %w", err)
+	}
+	return nil
+}
+
+// Host is the libp2p host, nil before Start.
+func (p *P2P) Host() host.Host {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.host
+}
+
+// ID is this node's peer ID.
+func (p *P2P) ID() peer.ID {
+	id, _ := peer.IDFromPrivateKey(p.cfg.Identity)
+	return id
+}
+
+// Addrs are the multiaddrs the host listens on, nil before Start.
+func (p *P2P) Addrs() []string {
+	h := p.Host()
+	if h == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range h.Addrs() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// serve answers one NarProtocol request from the local disk.
+func (p *P2P) serve(s network.Stream) {
+	defer s.Close()
+	_ = s.SetReadDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReaderSize(s, 128)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		_ = s.Reset()
+		return
+	}
+	_ = s.SetReadDeadline(time.Time{})
+	key := string(line[:len(line)-1])
+	if _, err := ParseFileKey(key); err != nil {
+		writeStatus(s, statusError, err.Error())
+		return
+	}
+	fh, f, err := p.cfg.Disk.Open(key)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			writeStatus(s, statusNotFound, "not found")
+			return
+		}
+		writeStatus(s, statusError, err.Error())
+		return
+	}
+	defer fh.Close()
+	var hdr [9]byte
+	hdr[0] = statusOK
+	binary.BigEndian.PutUint64(hdr[1:], uint64(f.FileSize))
+	if _, err := s.Write(hdr[:]); err != nil {
+		_ = s.Reset()
+		return
+	}
+	buf := make([]byte, copyBufSize)
+	if _, err := io.CopyBuffer(s, io.LimitReader(fh, f.FileSize), buf); err != nil {
+		p.log.Debug("send nar", "file", key, "peer", s.Conn().RemotePeer().String(), "err", err)
+		_ = s.Reset()
+		return
+	}
+	_ = s.CloseWrite()
+}
+
+func writeStatus(s network.Stream, status byte, msg string) {
+	if len(msg) > 1024 {
+		msg = msg[:1024]
+	}
+	var hdr [9]byte
+	hdr[0] = status
+	binary.BigEndian.PutUint64(hdr[1:], uint64(len(msg)))
+	_, _ = s.Write(append(hdr[:], msg...))
+	_ = s.CloseWrite()
+}
+
+// Fetch opens a stream to the holder and returns the file's bytes as they
+// arrive, and their length. The bytes are not verified: use Replicate, or
+// Disk.Create, to keep them. The caller closes the reader.
+func (p *P2P) Fetch(ctx context.Context, h Holder, f File) (io.ReadCloser, int64, error) {
+	host := p.Host()
+	if host == nil {
+		return nil, 0, fmt.Errorf("fetch: %w", ErrClosed)
+	}
+	pid, err := peer.Decode(h.ID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("fetch: peer id %q: %w", h.ID, err)
+	}
+	if !p.cfg.Allow(pid) {
+		return nil, 0, fmt.Errorf("fetch from %s: %w", h.ID, ErrNotMember)
+	}
+	for _, a := range h.Addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, 0, fmt.Errorf("fetch: address %q: %w", a, err)
+		}
+		host.Peerstore().AddAddr(pid, m, peerstore.TempAddrTTL)
+	}
+	s, err := host.NewStream(ctx, pid, NarProtocol)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open nar stream to %s: %w", h.ID, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	if _, err := s.Write([]byte(f.Key() + "\n")); err != nil {
+		_ = s.Reset()
+		return nil, 0, fmt.Errorf("send nar request: %w", err)
+	}
+	_ = s.CloseWrite()
+	var hdr [9]byte
+	if _, err := io.ReadFull(s, hdr[:]); err != nil {
+		_ = s.Reset()
+		return nil, 0, fmt.Errorf("%w: read nar response from %s: %v", ErrPeer, h.ID, err)
+	}
+	n := int64(binary.BigEndian.Uint64(hdr[1:]))
+	switch hdr[0] {
+	case statusOK:
+	case statusNotFound, statusError:
+		msg, _ := io.ReadAll(io.LimitReader(s, min(n, 1024)))
+		_ = s.Close()
+		if hdr[0] == statusNotFound {
+			return nil, 0, fmt.Errorf("fetch %s from %s: %w", f.Key(), h.ID, ErrNotFound)
+		}
+		return nil, 0, fmt.Errorf("%w: %s: %s", ErrPeer, h.ID, msg)
+	default:
+		_ = s.Reset()
+		return nil, 0, fmt.Errorf("%w: %s sent status %d", ErrPeer, h.ID, hdr[0])
+	}
+	if f.FileSize != 0 && n != f.FileSize {
+		_ = s.Reset()
+		return nil, 0, fmt.Errorf("%w: %s offers %d bytes, want %d", ErrHashMismatch, h.ID, n, f.FileSize)
+	}
+	return &streamBody{s: s, left: n}, n, nil
+}
+
+// streamBody reads exactly the announced length from a stream.
+type streamBody struct {
+	s    network.Stream
+	left int64
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.s.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF && b.left > 0 {
+		return n, fmt.Errorf("%w: stream ended %d bytes early", ErrPeer, b.left)
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+func (b *streamBody) Close() error {
+	if b.left > 0 {
+		return b.s.Reset()
+	}
+	return b.s.Close()
+}
+
+// Replicate fetches the file want names from the holder, verifies it
+// against want (FileHash, FileSize, NarHash and NarSize when set) and
+// keeps it on disk. A holder whose bytes fail verification is reported to
+// OnBadPeer and nothing is kept.
+func (p *P2P) Replicate(ctx context.Context, h Holder, want File) (File, error) {
+	if p.cfg.Disk.Has(want.Key()) {
+		f, _ := p.cfg.Disk.Stat(want.Key())
+		return f, nil
+	}
+	rc, _, err := p.Fetch(ctx, h, want)
+	if err != nil {
+		if errors.Is(err, ErrHashMismatch) {
+			p.badPeer(h.ID, err)
+		}
+		return File{}, err
+	}
+	defer rc.Close()
+	f, err := p.cfg.Disk.Put(ctx, want, rc)
+	if err != nil {
+		if isBadData(err) {
+			p.badPeer(h.ID, err)
+		}
+		return File{}, fmt.Errorf("replicate %s from %s: %w", want.Key(), h.ID, err)
+	}
+	return f, nil
+}
+
+// isBadData tells verification failures (the sender's fault) from local
+// I/O errors and cancellation.
+func isBadData(err error) bool {
+	return errors.Is(err, ErrHashMismatch) || errors.Is(err, ErrCorrupt)
+}
+
+func (p *P2P) badPeer(id string, err error) {
+	p.log.Warn("peer sent a bad nar", "peer", id, "err", err)
+	if p.cfg.OnBadPeer != nil {
+		p.cfg.OnBadPeer(id, err)
+	}
+}
