@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 func TestGossip_New(t *testing.T) {
@@ -320,4 +322,45 @@ func TestGossip_SecretKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// garbageMeta is a memberlist delegate advertising meta no drvmesh node
+// can decode.
+type garbageMeta struct{}
+
+func (garbageMeta) NodeMeta(int) []byte             { return []byte{0xee, 0x01} }
+func (garbageMeta) NotifyMsg([]byte)                {}
+func (garbageMeta) GetBroadcasts(int, int) [][]byte { return nil }
+func (garbageMeta) LocalState(bool) []byte          { return nil }
+func (garbageMeta) MergeRemoteState([]byte, bool)   {}
+
+func TestGossip_Alive(t *testing.T) {
+	t.Run("refuses undecodable meta", func(t *testing.T) {
+		nodes := startCluster(t, "a", "b")
+		mc := memberlist.DefaultLANConfig()
+		mc.Name = "stranger"
+		mc.BindAddr, mc.BindPort, mc.AdvertisePort = "127.0.0.1", 0, 0
+		mc.SecretKey = testKey
+		mc.Delegate = garbageMeta{}
+		mc.ProbeInterval, mc.GossipInterval, mc.PushPullInterval = 50*time.Millisecond, 10*time.Millisecond, 200*time.Millisecond
+		mc.Logger = newStdLogger(testLogger(t))
+		ml, err := memberlist.Create(mc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ml.Shutdown() })
+		_, _ = ml.Join([]string{nodes[0].LocalAddr()})
+		// A legitimate join afterwards is the sync point.
+		d := startNode(t, "d", testKey, Meta{})
+		if _, err := d.Join([]string{nodes[0].LocalAddr()}); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range append(nodes, d) {
+			waitStatus(t, g, "d", StatusAlive)
+			waitStatus(t, g, "a", StatusAlive)
+			if _, ok := g.Member("stranger"); ok {
+				t.Fatalf("%s lists a node with undecodable meta", g.LocalName())
+			}
+		}
+	})
 }
