@@ -184,6 +184,7 @@ func (d *Derivation) ATerm() []byte {
 // keys whose values print as "".
 func (d *Derivation) aterm(outputs []Output, inputs map[string][]string, maskEnv map[string]bool) []byte {
 	var b bytes.Buffer
+	b.Grow(len(d.src) + 256)
 	b.WriteString("Derive([")
 	for i, o := range outputs {
 		if i > 0 {
@@ -272,20 +273,27 @@ func rawString(b *bytes.Buffer, s string) {
 
 func escString(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
+	start := 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '"', '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
+		var esc string
+		switch s[i] {
+		case '"':
+			esc = `\"`
+		case '\\':
+			esc = `\\`
 		case '\n':
-			b.WriteString(`\n`)
+			esc = `\n`
 		case '\r':
-			b.WriteString(`\r`)
+			esc = `\r`
 		case '\t':
-			b.WriteString(`\t`)
+			esc = `\t`
 		default:
-			b.WriteByte(c)
+			continue
 		}
+		b.WriteString(s[start:i])
+		b.WriteString(esc)
+		start = i + 1
 	}
+	b.WriteString(s[start:])
 	b.WriteByte('"')
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -211,8 +212,10 @@ func exported(d *Derivation) Derivation {
 
 // OutputPaths computes the path every output of d must have, for a
 // derivation named drvName in storeDir: fixed outputs from their expected
-// hash, input-addressed ones from the masked modulo hash. Floating,
-// deferred and impure outputs (experimental in Nix 2.8) are rejected.
+// hash, input-addressed ones from the masked modulo hash. A deferred
+// output ("name","","","") gets its input-addressed path, as when Nix
+// creates a derivation. Floating and impure outputs (experimental in Nix
+// 2.8) are rejected.
 func (h *Hasher) OutputPaths(d *Derivation, storeDir, drvName string) (map[string]string, error) {
 	if err := CheckName(drvName); err != nil {
 		return nil, fmt.Errorf("%w: derivation name: %w", ErrBadDerivation, err)
@@ -236,7 +239,7 @@ func (h *Hasher) OutputPaths(d *Derivation, storeDir, drvName string) (map[strin
 				return nil, err
 			}
 			paths[o.Name] = MakeFixedOutputPath(storeDir, drvName, rec, fh, nil)
-		case OutputInputAddressed:
+		case OutputInputAddressed, OutputDeferred:
 			if masked == nil {
 				h.mu.Lock()
 				sum, err := h.hashDrv(d, true, d.unmodified(), map[string]bool{})
@@ -273,6 +276,38 @@ func (h *Hasher) CheckOutputPaths(d *Derivation, storeDir, drvName string) error
 		}
 	}
 	return nil
+}
+
+// FillOutputPaths sets the path of every output of a new derivation, and
+// the env var named after each output, as Nix does when it writes a .drv
+// (FORMATS.md §2.3). Outputs are given as ("name","","","") or, for a
+// fixed output, ("out","","[r:]algo","hex"). Env must be sorted; output
+// env vars are added if missing.
+func (h *Hasher) FillOutputPaths(d *Derivation, storeDir, drvName string) error {
+	// Nix sets every output's env var before hashing (masked to "").
+	d.src, d.spans = nil, nil
+	for _, o := range d.Outputs {
+		d.setenv(o.Name, "")
+	}
+	paths, err := h.OutputPaths(d, storeDir, drvName)
+	if err != nil {
+		return err
+	}
+	for i := range d.Outputs {
+		d.Outputs[i].Path = paths[d.Outputs[i].Name]
+		d.setenv(d.Outputs[i].Name, paths[d.Outputs[i].Name])
+	}
+	return nil
+}
+
+// setenv sets key, keeping Env sorted.
+func (d *Derivation) setenv(key, value string) {
+	i := sort.Search(len(d.Env), func(i int) bool { return d.Env[i].Key >= key })
+	if i < len(d.Env) && d.Env[i].Key == key {
+		d.Env[i].Value = value
+		return
+	}
+	d.Env = slices.Insert(d.Env, i, EnvVar{Key: key, Value: value})
 }
 
 // CheckOutputPaths is Hasher.CheckOutputPaths with a fresh Hasher: input
