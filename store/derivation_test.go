@@ -432,3 +432,16 @@ func TestHasher_FillOutputPaths(t *testing.T) {
 		})
 	}
 }
+
+func TestHasher_Modulo_ForgedFixedInput(t *testing.T) {
+	// bar.drv with its fixed output path replaced: foo must not hash it.
+	forged := strings.ReplaceAll(barDrv, "4q0pg5zpfmznxscq3avycvf9xdvx50n3", "4q0pg5zpfmznxscq3avycvf9xdvx50n4")
+	ml := &mapLoader{files: map[string][]byte{barDrvPath: []byte(forged)}}
+	_, err := NewHasher(ml.load).Modulo(barDrvPath)
+	if !errors.Is(err, ErrBadDerivation) || !strings.Contains(err.Error(), "should be /nix/store/4q0pg5zpfmznxscq3avycvf9xdvx50n3-bar") {
+		t.Errorf("Modulo = %v", err)
+	}
+	if err := mustParse(t, []byte(fooDrv)).CheckOutputPaths("/nix/store", "foo", ml.load); !errors.Is(err, ErrBadDerivation) {
+		t.Errorf("CheckOutputPaths = %v", err)
+	}
+}

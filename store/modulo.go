@@ -58,6 +58,8 @@ func NewHasher(load Loader) *Hasher {
 // fixed-output derivation sha256("fixed:out:[r:]algo:hex:outPath"); for
 // one without inputs sha256 of its bytes; otherwise sha256 of its bytes
 // with each input .drv path replaced by the hex of its own modulo hash.
+// A fixed-output input whose path is not the one its hash implies is an
+// ErrBadDerivation.
 func (h *Hasher) Modulo(drvPath string) ([32]byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -81,12 +83,38 @@ func (h *Hasher) modulo(p string, visiting map[string]bool) ([32]byte, error) {
 	if err != nil {
 		return [32]byte{}, fmt.Errorf("%s: %w", p, err)
 	}
+	if d.IsFixedOutput() {
+		// Nix hashes the path the expected hash implies; the file's must be it.
+		if err := checkFixed(d, p); err != nil {
+			return [32]byte{}, err
+		}
+	}
 	sum, err := h.hashDrv(d, false, true, visiting)
 	if err != nil {
 		return [32]byte{}, err
 	}
 	h.memo[p] = sum
 	return sum, nil
+}
+
+func checkFixed(d *Derivation, drvPath string) error {
+	sp, err := ParseStorePath("", drvPath)
+	if err != nil {
+		return fmt.Errorf("%w: input %s: %w", ErrBadDerivation, drvPath, err)
+	}
+	name, err := DrvName(drvPath)
+	if err != nil {
+		return fmt.Errorf("%w: input %s: %w", ErrBadDerivation, drvPath, err)
+	}
+	o := d.Outputs[0]
+	fh, rec, err := o.FixedHash()
+	if err != nil {
+		return fmt.Errorf("input %s: %w", drvPath, err)
+	}
+	if want := MakeFixedOutputPath(sp.Dir, name, rec, fh, nil); o.Path != want {
+		return fmt.Errorf("%w: input %s: fixed output has path %s, should be %s", ErrBadDerivation, drvPath, o.Path, want)
+	}
+	return nil
 }
 
 // hashDrv is hashDerivationModulo of d. mask blanks the output tuples and
