@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 )
 
 // Planner is the incremental scheduler the leader keeps between rounds. It
@@ -24,13 +23,15 @@ type Planner struct {
 
 	entries     []entry
 	freeEntries []int32
-	byID        map[string]int32
-	waiters     map[string][]waiter // input drv → builds missing it
+	byID        map[string]int32    // built on first need, see indexIDs
+	waiters     map[string][]waiter // input drv → builds missing it; see indexWaiters
+	idsReady    bool
+	waitReady   bool
 	deferred    entryHeap
 	now         int64 // latest now seen by Plan
 
 	classes    []*class
-	classByKey map[string]int32
+	classBySys map[string][]int32
 
 	nodes      []*nodeState
 	freeNodes  []int32
@@ -85,8 +86,8 @@ type class struct {
 }
 
 type nodeState struct {
-	n     Node // Nars is nil; holdings live in nars and Planner.holders
-	nars  map[string]struct{}
+	n     Node     // Nars is nil; holdings live in nars and Planner.holders
+	nars  []string // held paths, in the order given
 	load  float64
 	used  int // Plan scratch: slots given this round
 	alive bool
@@ -108,34 +109,130 @@ func NewPlanner(cfg Config) (*Planner, error) {
 	return p, nil
 }
 
+// clear empties the queue, keeping allocated memory for reuse. Nodes stay:
+// Reset reconciles them, so that unchanged nar holdings are not indexed
+// again.
 func (p *Planner) clear() {
-	cfg := p.cfg
+	old := *p
 	*p = Planner{
-		cfg:        cfg,
-		byID:       map[string]int32{},
-		waiters:    map[string][]waiter{},
-		classByKey: map[string]int32{},
-		nodeByName: map[string]int32{},
-		holders:    map[string][]int32{},
-		now:        math.MinInt64,
+		nodes:       old.nodes,
+		freeNodes:   old.freeNodes,
+		mark:        old.mark,
+		bytes:       old.bytes,
+		epoch:       old.epoch, // mark holds epochs up to this one
+		cfg:         old.cfg,
+		entries:     old.entries[:0],
+		freeEntries: old.freeEntries[:0],
+		byID:        old.byID,
+		waiters:     old.waiters,
+		classBySys:  map[string][]int32{},
+		nodeByName:  old.nodeByName,
+		holders:     old.holders,
+		now:         math.MinInt64,
+		deferred:    entryHeap{idx: old.deferred.idx[:0], less: deferLess},
+		active:      old.active[:0],
+		popped:      old.popped[:0],
+		used:        old.used[:0],
+		touched:     old.touched[:0],
 	}
-	p.deferred.less = deferLess
+	if p.byID == nil {
+		p.byID = map[string]int32{}
+	}
+	clear(p.byID)
+	if p.waiters == nil {
+		p.waiters = map[string][]waiter{}
+	}
+	clear(p.waiters)
+	if p.nodeByName == nil {
+		p.nodeByName = map[string]int32{}
+	}
+	if p.holders == nil {
+		p.holders = map[string][]int32{}
+	}
+}
+
+// indexIDs builds the id index; Reset leaves it for the first call that
+// needs it, so a full round does not pay for it.
+func (p *Planner) indexIDs() {
+	if p.idsReady {
+		return
+	}
+	p.idsReady = true
+	for i := range p.entries {
+		if e := &p.entries[i]; e.where != placeFree {
+			p.byID[e.b.ID] = int32(i)
+		}
+	}
+}
+
+// indexWaiters builds the index of blocked builds by missing input; like
+// indexIDs it is built on first need.
+func (p *Planner) indexWaiters() {
+	if p.waitReady {
+		return
+	}
+	p.waitReady = true
+	for i := range p.entries {
+		if e := &p.entries[i]; e.where == placeBlocked {
+			p.addWaiters(int32(i))
+		}
+	}
+}
+
+func (p *Planner) addWaiters(i int32) {
+	e := &p.entries[i]
+	for _, in := range e.b.Inputs {
+		if !in.Available {
+			p.waiters[in.Drv] = append(p.waiters[in.Drv], waiter{idx: i, gen: e.gen})
+		}
+	}
+}
+
+// Prepare builds now the indexes that Reset leaves for first use (by id,
+// and of blocked builds by missing input), so that the first Remove,
+// Upsert or MarkAvailable after Reset is as fast as later ones.
+func (p *Planner) Prepare() {
+	p.indexIDs()
+	if p.cfg.Strategy == StrategyDerivationOrdered {
+		p.indexWaiters()
+	}
 }
 
 // Config returns the planner's configuration.
 func (p *Planner) Config() Config { return p.cfg }
 
 // Reset replaces everything the planner holds with state. Invalid builds
-// and nodes are skipped and reported together; when an id or a name
-// repeats, the last one wins. The latest now seen is kept.
+// and nodes are skipped and reported together. Build ids must be unique
+// (Schedule keeps the last of repeated ids, Reset would keep all); a
+// repeated node name replaces the earlier node. The latest now seen is
+// kept. The id and input indexes are built on first need (see Prepare).
 func (p *Planner) Reset(state State) error {
 	now := p.now
 	p.clear()
 	p.now = now
+	if len(p.holders) == 0 {
+		holdings := 0
+		for n := range state.Nodes() {
+			if n != nil {
+				holdings += len(n.Nars)
+			}
+		}
+		p.holders = make(map[string][]int32, holdings)
+	}
 	var errs []error
+	seen := make([]bool, len(p.nodes))
 	for n := range state.Nodes() {
 		if err := p.SetNode(n); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if ni := int(p.nodeByName[n.Name]); ni < len(seen) {
+			seen[ni] = true
+		}
+	}
+	for ni, ok := range seen {
+		if n := p.nodes[ni]; !ok && n.alive {
+			_ = p.RemoveNode(n.n.Name)
 		}
 	}
 	for b := range state.Builds() {
@@ -163,8 +260,11 @@ func (p *Planner) upsert(b *Build, bulk bool) error {
 	if err := validBuild(b); err != nil {
 		return fmt.Errorf("upsert: %w", err)
 	}
-	if old, ok := p.byID[b.ID]; ok {
-		p.drop(old)
+	if !bulk {
+		p.indexIDs()
+		if old, ok := p.byID[b.ID]; ok {
+			p.drop(old)
+		}
 	}
 	var i int32
 	if n := len(p.freeEntries); n > 0 {
@@ -187,11 +287,15 @@ func (p *Planner) upsert(b *Build, bulk bool) error {
 		for _, in := range b.Inputs {
 			if !in.Available {
 				e.missing++
-				p.waiters[in.Drv] = append(p.waiters[in.Drv], waiter{idx: i, gen: e.gen})
 			}
 		}
+		if e.missing > 0 && p.waitReady {
+			p.addWaiters(i)
+		}
 	}
-	p.byID[b.ID] = i
+	if p.idsReady {
+		p.byID[b.ID] = i
+	}
 	p.settle(i, bulk)
 	return nil
 }
@@ -218,6 +322,7 @@ func (p *Planner) settle(i int32, bulk bool) {
 
 // Remove drops a build from the queue (scheduled, canceled or gone).
 func (p *Planner) Remove(id string) error {
+	p.indexIDs()
 	i, ok := p.byID[id]
 	if !ok {
 		return fmt.Errorf("remove %s: %w", id, ErrUnknownBuild)
@@ -234,7 +339,9 @@ func (p *Planner) drop(i int32) {
 	case placeReady:
 		p.classes[e.class].ready.remove(p.entries, int(e.pos))
 	}
-	delete(p.byID, e.b.ID)
+	if p.idsReady {
+		delete(p.byID, e.b.ID)
+	}
 	*e = entry{gen: e.gen + 1, pos: -1}
 	p.freeEntries = append(p.freeEntries, i)
 }
@@ -244,6 +351,7 @@ func (p *Planner) drop(i int32) {
 // it. It returns how many builds it released. The planner does not remember
 // drv for builds upserted later: their Inputs must say so themselves.
 func (p *Planner) MarkAvailable(drv string) int {
+	p.indexWaiters()
 	ws, ok := p.waiters[drv]
 	if !ok {
 		return 0
@@ -265,13 +373,14 @@ func (p *Planner) MarkAvailable(drv string) int {
 
 // Has reports whether the planner holds build id.
 func (p *Planner) Has(id string) bool {
+	p.indexIDs()
 	_, ok := p.byID[id]
 	return ok
 }
 
 // Stats counts the queue and the nodes.
 func (p *Planner) Stats() Stats {
-	s := Stats{Queued: len(p.byID), Deferred: p.deferred.len(), Classes: len(p.classes)}
+	s := Stats{Queued: len(p.entries) - len(p.freeEntries), Deferred: p.deferred.len(), Classes: len(p.classes)}
 	for _, c := range p.classes {
 		s.Ready += c.ready.len()
 	}
@@ -286,17 +395,19 @@ func (p *Planner) Stats() Stats {
 }
 
 // classOf returns the class of b's system and features, creating it.
+// Classes are found per system by comparing feature sets, which allocates
+// nothing for a known class.
 func (p *Planner) classOf(b *Build) int32 {
-	key := b.System
+	for _, ci := range p.classBySys[b.System] {
+		if sameSet(p.classes[ci].probe.Features, b.Features) {
+			return ci
+		}
+	}
 	var feats []string
 	if len(b.Features) > 0 {
 		feats = slices.Clone(b.Features)
 		slices.Sort(feats)
 		feats = slices.Compact(feats)
-		key = b.System + "\x00" + strings.Join(feats, "\x00")
-	}
-	if ci, ok := p.classByKey[key]; ok {
-		return ci
 	}
 	c := &class{probe: Build{System: b.System, Features: feats}}
 	c.ready.less = readyLess
@@ -312,6 +423,25 @@ func (p *Planner) classOf(b *Build) int32 {
 	slices.SortFunc(c.nodes, p.cmpNodes)
 	ci := int32(len(p.classes))
 	p.classes = append(p.classes, c)
-	p.classByKey[key] = ci
+	p.classBySys[b.System] = append(p.classBySys[b.System], ci)
 	return ci
+}
+
+// sameSet reports whether sorted unique set holds exactly the strings of
+// fs (which may repeat or be unsorted).
+func sameSet(set, fs []string) bool {
+	if len(fs) < len(set) {
+		return false
+	}
+	for _, f := range fs {
+		if _, found := slices.BinarySearch(set, f); !found {
+			return false
+		}
+	}
+	for _, f := range set {
+		if !slices.Contains(fs, f) {
+			return false
+		}
+	}
+	return true
 }

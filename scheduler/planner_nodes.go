@@ -56,9 +56,8 @@ func (p *Planner) AddNar(node, path string) error {
 	if !ok {
 		return fmt.Errorf("add nar to %s: %w", node, ErrUnknownNode)
 	}
-	ns := p.nodes[ni]
-	if _, ok := ns.nars[path]; !ok {
-		ns.nars[path] = struct{}{}
+	if !slices.Contains(p.holders[path], ni) {
+		p.nodes[ni].nars = append(p.nodes[ni].nars, path)
 		p.holders[path] = append(p.holders[path], ni)
 	}
 	return nil
@@ -70,8 +69,9 @@ func (p *Planner) RemoveNar(node, path string) error {
 	if !ok {
 		return fmt.Errorf("remove nar from %s: %w", node, ErrUnknownNode)
 	}
-	if _, ok := p.nodes[ni].nars[path]; ok {
-		delete(p.nodes[ni].nars, path)
+	if slices.Contains(p.holders[path], ni) {
+		ns := p.nodes[ni]
+		ns.nars = slices.DeleteFunc(ns.nars, func(x string) bool { return x == path })
 		p.unhold(path, ni)
 	}
 	return nil
@@ -108,37 +108,45 @@ func (p *Planner) newNode(name string) int32 {
 			c.supports = append(c.supports, false)
 		}
 	}
-	*p.nodes[ni] = nodeState{alive: true, nars: map[string]struct{}{}}
+	*p.nodes[ni] = nodeState{alive: true}
 	p.nodeByName[name] = ni
 	return ni
 }
 
-// setNars makes the node's holdings exactly paths.
+// setNars makes the node's holdings exactly paths (repeats ignored) and
+// updates the holders index. A node's first list costs one append per path;
+// a changed list costs a set difference.
 func (p *Planner) setNars(ni int32, paths []string) {
 	ns := p.nodes[ni]
-	if len(paths) == len(ns.nars) {
-		same := true
+	if slices.Equal(ns.nars, paths) {
+		return
+	}
+	old := ns.nars
+	ns.nars = slices.Clone(paths)
+	if len(old) == 0 {
 		for _, path := range paths {
-			if _, ok := ns.nars[path]; !ok {
-				same = false
-				break
+			// Within one call a repeated path finds ni last in its list.
+			if hs := p.holders[path]; len(hs) == 0 || hs[len(hs)-1] != ni {
+				p.holders[path] = append(hs, ni)
 			}
 		}
-		if same {
-			return
-		}
+		return
 	}
-	keep := make(map[string]struct{}, len(paths))
+	was := make(map[string]bool, len(old))
+	for _, path := range old {
+		was[path] = true
+	}
+	now := make(map[string]bool, len(paths))
 	for _, path := range paths {
-		keep[path] = struct{}{}
-		if _, ok := ns.nars[path]; !ok {
-			ns.nars[path] = struct{}{}
-			p.holders[path] = append(p.holders[path], ni)
+		if !now[path] {
+			now[path] = true
+			if !was[path] {
+				p.holders[path] = append(p.holders[path], ni)
+			}
 		}
 	}
-	for path := range ns.nars {
-		if _, ok := keep[path]; !ok {
-			delete(ns.nars, path)
+	for path := range was {
+		if !now[path] {
 			p.unhold(path, ni)
 		}
 	}

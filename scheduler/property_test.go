@@ -76,6 +76,12 @@ func TestPlanner_AgreesWithSchedule(t *testing.T) {
 					}
 				}
 				running = running[done:]
+				if round%5 == 4 {
+					// A full rebuild must plan as the incremental state did.
+					if err := h.Planner.Reset(h.State); err != nil {
+						t.Fatal(err)
+					}
+				}
 				now = now.Add(time.Duration(rng.IntN(20)) * time.Minute)
 			}
 			if assigned == 0 {
