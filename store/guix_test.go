@@ -260,3 +260,21 @@ func TestVerifyGuixNarInfo_Crafted(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkGuixSecretKey_SignNarInfoBody(b *testing.B) {
+	sk, _ := ParseGuixSecretKey(readGuix(b, "signing-key.sec"))
+	body := readGuix(b, "details/01-hello-zstd-lzip.signed-body")
+	for b.Loop() {
+		sk.SignNarInfoBody(body, "h")
+	}
+}
+
+func BenchmarkVerifyGuixNarInfo(b *testing.B) {
+	acl, _ := ParseGuixACL(readGuix(b, "acl"))
+	raw := readGuix(b, "narinfo/01-hello-zstd-lzip.narinfo")
+	for b.Loop() {
+		if err := VerifyGuixNarInfo(raw, acl); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

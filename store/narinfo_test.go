@@ -262,3 +262,14 @@ func FuzzParseNarInfo(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseNarInfo(b *testing.B) {
+	_, pk := readNixKeys(b)
+	raw, _ := os.ReadFile(filepath.Join(narinfoNixTestdata, "cache-none", "5i9dv28raa78ky07vchzp8jb3krm8qg8.narinfo"))
+	for b.Loop() {
+		ni, err := ParseNarInfo(raw)
+		if err != nil || !pk.VerifyNarInfo(ni, "/nix/store") {
+			b.Fatal("parse or verify failed")
+		}
+	}
+}

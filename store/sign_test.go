@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -154,5 +155,42 @@ func TestSecretKey_SignNarInfo(t *testing.T) {
 	}
 	if !pk.VerifyNarInfo(ni, "/nix/store") {
 		t.Fatal("Nix's signature does not verify with the Nix public key")
+	}
+
+	// Nix trusts a file cache narinfo we signed. The path is content
+	// addressed, so drop its CA line to make Nix require a signature.
+	cache := filepath.Join(dir, "cache")
+	nix("nix", "copy", "--store", store, "--to", "file://"+cache+"?compression=none", path)
+	niFile := filepath.Join(cache, HashPart(path)+".narinfo")
+	raw, err := os.ReadFile(niFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached, err := ParseNarInfo(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(cached.Bytes(), raw) {
+		t.Fatalf("nix copy's narinfo does not print back:\n%s", raw)
+	}
+	cached.CA = ""
+	verify := func(signer SecretKey, xdg string) error {
+		signed := *cached
+		signed.Sigs = nil
+		signer.SignNarInfo(&signed, "/nix/store")
+		if err := os.WriteFile(niFile, signed.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("nix", "store", "verify", "--store", "file://"+cache,
+			"--sigs-needed", "1", "--trusted-public-keys", pk.String(), path)
+		cmd.Env = append(env, "XDG_CACHE_HOME="+filepath.Join(dir, xdg))
+		return cmd.Run()
+	}
+	other, _ := GenerateKey("real-nix-1")
+	if err := verify(other, "c1"); err == nil {
+		t.Fatal("nix store verify accepts a signature by another key")
+	}
+	if err := verify(sk, "c2"); err != nil {
+		t.Fatalf("nix store verify rejects our signature: %v", err)
 	}
 }
