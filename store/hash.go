@@ -135,6 +135,9 @@ func ParseHashAs(algo, digest string) (Hash, error) {
 	if err != nil {
 		return Hash{}, fmt.Errorf("%w: %s digest %q: %v", ErrBadHash, algo, digest, err)
 	}
+	if len(d) != n {
+		return Hash{}, fmt.Errorf("%w: %s digest %q decodes to %d bytes, want %d", ErrBadHash, algo, digest, len(d), n)
+	}
 	return Hash{Algo: a, Digest: d}, nil
 }
 

@@ -47,3 +47,14 @@ func FuzzNix32(f *testing.F) {
 		}
 	})
 }
+
+func TestParseHashAs_Base64Length(t *testing.T) {
+	// 44 characters of unpadded base 64 decode to 33 bytes, not 32.
+	if _, err := ParseHashAs("sha256", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"); !errors.Is(err, ErrBadHash) {
+		t.Fatalf("err = %v, want ErrBadHash", err)
+	}
+	h, err := ParseHash("sha256-HDfQGvQL4ugGkd48w99EN3ppmvuxfGjwgJZLL9Bx/BM=")
+	if err != nil || h.Nix32() != "04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw" {
+		t.Fatalf("SRI parse = %v, %v", h, err)
+	}
+}
