@@ -130,7 +130,6 @@ func (r *Raft) raftConfig() *raft.Config {
 	c.SnapshotInterval = r.cfg.SnapshotInterval
 	c.TrailingLogs = r.cfg.TrailingLogs
 	c.BatchApplyCh = true
-	c.MaxAppendEntries = 256
 	c.Logger = newHclog(r.logger, "raft")
 	c.NotifyCh = r.notifyCh
 	return c
