@@ -36,11 +36,7 @@ func TestPlanner_AgreesWithSchedule(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			type run struct {
-				b    *scheduler.Build
-				node string
-			}
-			var running []run
+			var running []string
 			now := farm.Now
 			assigned := 0
 			for round := range 25 {
@@ -52,12 +48,8 @@ func TestPlanner_AgreesWithSchedule(t *testing.T) {
 				if again := h.Planner.Plan(now); !slices.Equal(again.Assignments, inc.Assignments) {
 					t.Fatalf("round %d: second plan differs: %v vs %v", round, again.Assignments, inc.Assignments)
 				}
-				byID := map[string]*scheduler.Build{}
-				for _, b := range h.State.BuildList {
-					byID[b.ID] = b
-				}
 				for _, a := range ref.Assignments {
-					running = append(running, run{b: byID[a.Build], node: a.Node})
+					running = append(running, a.Build)
 				}
 				assigned += len(ref.Assignments)
 				if err := h.Apply(ref); err != nil {
@@ -65,11 +57,11 @@ func TestPlanner_AgreesWithSchedule(t *testing.T) {
 				}
 				rng.Shuffle(len(running), func(i, j int) { running[i], running[j] = running[j], running[i] })
 				done := rng.IntN(len(running) + 1)
-				for _, r := range running[:done] {
+				for _, id := range running[:done] {
 					if rng.IntN(8) == 0 {
-						err = h.Fail(r.b, r.node)
+						err = h.Fail(id)
 					} else {
-						err = h.Finish(r.b.Drv, schedtest.OutPath(r.b.Drv), r.node)
+						err = h.Finish(id, schedtest.OutPath(h.Running[id].Build.Drv))
 					}
 					if err != nil {
 						t.Fatal(err)

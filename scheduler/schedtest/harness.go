@@ -22,6 +22,14 @@ type Harness struct {
 	// returned, one per Plan call.
 	Plans        []scheduler.Plan
 	PlannerPlans []scheduler.Plan
+	// Running holds the applied assignments not yet finished or failed.
+	Running map[string]Running
+}
+
+// Running is a build that was applied to a node.
+type Running struct {
+	Build *scheduler.Build
+	Node  string
 }
 
 // NewHarness returns a harness over a copy of state's lists. With
@@ -32,7 +40,8 @@ func NewHarness(state *scheduler.SliceState, cfg scheduler.Config, incremental b
 			BuildList: slices.Clone(state.BuildList),
 			NodeList:  slices.Clone(state.NodeList),
 		},
-		Config: cfg,
+		Config:  cfg,
+		Running: map[string]Running{},
 	}
 	if incremental {
 		p, err := scheduler.NewPlanner(cfg)
@@ -67,6 +76,7 @@ func (h *Harness) Apply(plan scheduler.Plan) error {
 		if bi < 0 {
 			return fmt.Errorf("apply: build %s not queued", a.Build)
 		}
+		h.Running[a.Build] = Running{Build: h.State.BuildList[bi], Node: a.Node}
 		h.State.BuildList = slices.Delete(h.State.BuildList, bi, bi+1)
 		n, err := h.setSlots(a.Node, -1)
 		if err != nil {
@@ -84,11 +94,17 @@ func (h *Harness) Apply(plan scheduler.Plan) error {
 	return nil
 }
 
-// Finish records that a build of drv ran on node and succeeded: the node
-// gets its slot back and holds the output nar, and every queued build
-// with drv as an input sees it available.
-func (h *Harness) Finish(drv, out, node string) error {
-	n, err := h.setSlots(node, +1)
+// Finish records that running build id succeeded with output path out:
+// its node gets the slot back and holds the output nar, and every queued
+// build with its derivation as an input sees it available.
+func (h *Harness) Finish(id, out string) error {
+	r, ok := h.Running[id]
+	if !ok {
+		return fmt.Errorf("finish: build %s not running", id)
+	}
+	delete(h.Running, id)
+	drv := r.Build.Drv
+	n, err := h.setSlots(r.Node, +1)
 	if err != nil {
 		return err
 	}
@@ -118,9 +134,15 @@ func (h *Harness) Finish(drv, out, node string) error {
 	return nil
 }
 
-// Fail records that build b failed on node and is queued again for a
-// retry: the node gets its slot back and the build remembers the node.
-func (h *Harness) Fail(b *scheduler.Build, node string) error {
+// Fail records that running build id failed and is queued again for a
+// retry: its node gets the slot back and the build remembers the node.
+func (h *Harness) Fail(id string) error {
+	r, ok := h.Running[id]
+	if !ok {
+		return fmt.Errorf("fail: build %s not running", id)
+	}
+	delete(h.Running, id)
+	b, node := r.Build, r.Node
 	n, err := h.setSlots(node, +1)
 	if err != nil {
 		return err
