@@ -153,8 +153,8 @@ func TestSchedule_Rules(t *testing.T) {
 			want:   as("a", "n1", "b", "n1"),
 		},
 		{
-			name: "deferred until after now waits; due ones go",
-			cfg:  ordered,
+			name:  "deferred until after now waits; due ones go",
+			cfg:   ordered,
 			nodes: []*scheduler.Node{node("n1", 4, 0)},
 			builds: []*scheduler.Build{
 				with(build("later", 5, time.Hour), func(b *scheduler.Build) { b.DeferUntil = t0.Add(time.Second) }),
@@ -171,8 +171,8 @@ func TestSchedule_Rules(t *testing.T) {
 			want:   as("free", "n1"),
 		},
 		{
-			name: "derivation-ordered: available inputs go",
-			cfg:  ordered,
+			name:  "derivation-ordered: available inputs go",
+			cfg:   ordered,
 			nodes: []*scheduler.Node{node("n1", 4, 0)},
 			builds: []*scheduler.Build{with(build("ok", 0, 0), func(b *scheduler.Build) {
 				b.Inputs = []scheduler.Input{{Drv: "/nix/store/x.drv", Available: true}}
