@@ -223,3 +223,16 @@ func decodeCommand(data []byte) (Command, time.Time, error) {
 	}
 	return cmd, at, nil
 }
+
+// DecodeCommand decodes an entry made by EncodeCommand, for a leader that
+// applies a command a follower forwarded. The time stamp is dropped: the
+// leader stamps the command again when it applies it. A command of an
+// unknown type is an error here, even with SkipIfUnknown: a leader never
+// applies what it does not understand.
+func DecodeCommand(data []byte) (Command, error) {
+	cmd, _, err := decodeCommand(data)
+	if err == nil && cmd == nil {
+		err = fmt.Errorf("unknown command type %d: %w", data[0], ErrBadCommand)
+	}
+	return cmd, err
+}
