@@ -1,0 +1,270 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/gossip"
+	"github.com/drvmesh/drvmesh/narcache"
+	"github.com/drvmesh/drvmesh/store"
+)
+
+// startCache opens the nar store, the libp2p host and the binary cache
+// handler.
+func (n *Node) startCache() error {
+	var err error
+	n.disk, err = narcache.NewDisk(narcache.DiskConfig{
+		Dir:     filepath.Join(n.cfg.DataDir, dirNars),
+		Quota:   n.cfg.QuotaBytes,
+		Holders: holdersView{n},
+		Logger:  n.log.With("component", "narcache"),
+	})
+	if err != nil {
+		return err
+	}
+	id, err := narcache.LoadOrCreateIdentity(filepath.Join(n.cfg.DataDir, fileP2PKey))
+	if err != nil {
+		return err
+	}
+	var relays []peer.AddrInfo
+	for _, r := range n.cfg.RelayPeers {
+		ai, err := peer.AddrInfoFromString(r)
+		if err != nil {
+			return fmt.Errorf("%w: relay %q: %v", ErrConfig, r, err)
+		}
+		relays = append(relays, *ai)
+	}
+	n.p2p, err = narcache.NewP2P(narcache.P2PConfig{
+		Identity:     id,
+		ListenAddrs:  []string{multiaddrOf(n.cfg.P2PListen)},
+		Allow:        n.allowPeer,
+		Disk:         n.disk,
+		OnBadPeer:    n.badPeer,
+		NATPortMap:   len(relays) > 0,
+		HolePunching: len(relays) > 0,
+		Relays:       relays,
+		Logger:       n.log.With("component", "p2p"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := n.p2p.Start(context.Background()); err != nil {
+		return fmt.Errorf("%w; pick another --listen or --p2p-listen", err)
+	}
+	n.cache, err = narcache.NewHandler(narcache.HandlerConfig{
+		StoreDir:  n.cfg.StoreDir,
+		Disk:      n.disk,
+		Index:     indexView{n},
+		Fetcher:   n.p2p,
+		Logs:      logsView{n},
+		OnBadPeer: n.badPeer,
+		Logger:    n.log.With("component", "cache"),
+	})
+	return err
+}
+
+func (n *Node) badPeer(peerID string, err error) {
+	n.log.Warn("peer sent bad nar bytes; refused", keyPeer, peerID, keyErr, err)
+	n.metrics.badPeers.Inc()
+}
+
+// multiaddrOf turns host:port into a TCP multiaddr.
+func multiaddrOf(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "/ip4/0.0.0.0/tcp/0"
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.To4() != nil {
+			return "/ip4/" + host + "/tcp/" + port
+		}
+		return "/ip6/" + host + "/tcp/" + port
+	}
+	if host == "" {
+		return "/ip4/0.0.0.0/tcp/" + port
+	}
+	return "/dns4/" + host + "/tcp/" + port
+}
+
+func peerIDOf(k crypto.PrivKey) (string, error) {
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+// indexView is the binary cache's read view of the replicated nar index.
+type indexView struct{ n *Node }
+
+func (v indexView) Lookup(hashPart string) (narcache.Entry, bool) {
+	ni, err := v.n.raft.State().NarInfoByHash(hashPart)
+	if err != nil || ni == nil || len(ni.Files) == 0 {
+		return narcache.Entry{}, false
+	}
+	info, files, err := toStoreNarInfo(ni)
+	if err != nil {
+		v.n.log.Warn("bad narinfo in the index", keyPath, ni.StorePath, keyErr, err)
+		return narcache.Entry{}, false
+	}
+	v.n.noteFiles(ni)
+	return narcache.Entry{Info: info, Files: files, Version: narInfoVersion(ni)}, true
+}
+
+func (v indexView) Holders(key string) []narcache.Holder {
+	return v.n.holdersOf(key)
+}
+
+// narInfoVersion changes whenever what a narinfo renders changes.
+func narInfoVersion(ni *consensus.NarInfo) uint64 {
+	var h uint64 = 1469598103934665603
+	mix := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+	}
+	for _, f := range ni.Files {
+		mix(f.FileHash)
+		mix(f.Compression)
+	}
+	for _, s := range ni.Sigs {
+		mix(s)
+	}
+	mix(ni.NarHash)
+	return h
+}
+
+// toStoreNarInfo converts an index record to the store form the handler
+// renders.
+func toStoreNarInfo(ni *consensus.NarInfo) (*store.NarInfo, []narcache.File, error) {
+	nh, err := store.ParseHash(ni.NarHash)
+	if err != nil {
+		return nil, nil, err
+	}
+	info := &store.NarInfo{
+		StorePath: ni.StorePath, NarHash: nh, NarSize: ni.NarSize,
+		References: ni.References, Deriver: ni.Deriver, System: ni.System,
+		Sigs: ni.Sigs, CA: ni.CA,
+	}
+	var files []narcache.File
+	for _, f := range ni.Files {
+		fh, err := store.ParseHash(f.FileHash)
+		if err != nil {
+			return nil, nil, err
+		}
+		files = append(files, narcache.File{Compression: f.Compression, FileHash: fh, FileSize: f.FileSize, NarHash: nh, NarSize: ni.NarSize})
+	}
+	return info, files, nil
+}
+
+// holdersOf lists the other nodes that hold the nar file with this key,
+// alive ones with free capacity first.
+func (n *Node) holdersOf(key string) []narcache.Holder {
+	st := n.raft.State()
+	hashPart, ok := n.fileIndex(key)
+	if !ok {
+		return nil
+	}
+	ni, err := st.NarInfoByHash(hashPart)
+	if err != nil || ni == nil {
+		return nil
+	}
+	nodes, _ := st.Nodes()
+	byName := map[string]consensus.Node{}
+	for _, nd := range nodes {
+		byName[nd.Name] = nd
+	}
+	type cand struct {
+		h     narcache.Holder
+		alive bool
+		load  float64
+	}
+	var cs []cand
+	for _, name := range ni.Holders {
+		if name == n.cfg.Name {
+			continue
+		}
+		nd, ok := byName[name]
+		if !ok || nd.PeerID == "" {
+			continue
+		}
+		c := cand{h: narcache.Holder{ID: nd.PeerID, Addrs: []string{nd.P2P}}}
+		if m, ok := n.gossip.Member(name); ok {
+			c.alive = m.Status == gossip.StatusAlive
+			c.load = m.Meta.Load
+			if m.Meta.P2P != "" {
+				c.h.Addrs = []string{m.Meta.P2P}
+			}
+		}
+		cs = append(cs, c)
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		if cs[i].alive != cs[j].alive {
+			return cs[i].alive
+		}
+		return cs[i].load < cs[j].load
+	})
+	out := make([]narcache.Holder, len(cs))
+	for i, c := range cs {
+		out[i] = c.h
+	}
+	return out
+}
+
+// fileIndex maps a nar file key to the store path hash part it belongs
+// to. Files are named by their hash; the node keeps the map in memory,
+// filled as narinfos are seen.
+func (n *Node) fileIndex(key string) (string, bool) {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	h, ok := n.files[key]
+	return h, ok
+}
+
+func (n *Node) noteFiles(ni *consensus.NarInfo) {
+	hp, err := consensus.HashPart(ni.StorePath)
+	if err != nil {
+		return
+	}
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	for _, f := range ni.Files {
+		if fh, err := store.ParseHash(f.FileHash); err == nil {
+			n.files[fh.Nix32()] = hp
+		}
+	}
+}
+
+// holdersView counts other holders for quota eviction.
+type holdersView struct{ n *Node }
+
+func (v holdersView) OtherHolders(key string) int {
+	if v.n.raft == nil {
+		return 0
+	}
+	return len(v.n.holdersOf(key))
+}
+
+// logsView serves build logs: from this node's disk, or from the node
+// that ran the build.
+type logsView struct{ n *Node }
+
+func (v logsView) OpenLog(ctx context.Context, drvBase string) (io.ReadCloser, error) {
+	return v.n.openDrvLog(ctx, drvBase)
+}
+
+func (n *Node) logPath(buildID string) string {
+	return filepath.Join(n.cfg.DataDir, dirLogs, buildID+".log")
+}
+
+var _ = os.Open

@@ -1,0 +1,164 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/drvmesh/drvmesh/consensus"
+)
+
+// Writes may arrive at any node; only the leader applies them. apply
+// sends a command to raft here when this node leads, and otherwise
+// forwards it over the cluster port to the leader, retrying while an
+// election is under way.
+
+// applyResult is the wire form of a command's result: every result type
+// of consensus carries a list of build ids.
+type applyResult struct {
+	IDs   []string `json:"ids,omitempty"`
+	Error string   `json:"error,omitempty"`
+	Kind  string   `json:"kind,omitempty"`
+}
+
+// errorKinds maps consensus sentinels to names that cross the wire.
+var errorKinds = map[string]error{
+	"not_found":       consensus.ErrNotFound,
+	"bad_command":     consensus.ErrBadCommand,
+	"bad_transition":  consensus.ErrBadTransition,
+	"outputs_missing": consensus.ErrOutputsMissing,
+}
+
+func errorKind(err error) string {
+	for k, e := range errorKinds {
+		if errors.Is(err, e) {
+			return k
+		}
+	}
+	return ""
+}
+
+func resultIDs(res any) []string {
+	switch r := res.(type) {
+	case *consensus.SubmitResult:
+		return r.IDs
+	case *consensus.AssignResult:
+		return r.IDs
+	case *consensus.RequeueResult:
+		return r.IDs
+	}
+	return nil
+}
+
+// apply replicates cmd through the leader and returns the ids its result
+// names.
+func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+	}
+	wait := 20 * time.Millisecond
+	for {
+		ids, err := n.applyOnce(ctx, cmd)
+		if err == nil || !retryable(err) {
+			return ids, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
+		case <-time.After(wait):
+		}
+		if wait < 500*time.Millisecond {
+			wait *= 2
+		}
+	}
+}
+
+// retryable errors are those of a mesh between leaders.
+func retryable(err error) bool {
+	var nl *consensus.NotLeaderError
+	return errors.As(err, &nl) || errors.Is(err, ErrNoLeader) || errors.Is(err, errForward)
+}
+
+var errForward = errors.New("forward to leader")
+
+func (n *Node) applyOnce(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	if n.raft.IsLeader() {
+		res, err := n.raft.Apply(ctx, cmd)
+		return resultIDs(res), err
+	}
+	_, addr := n.raft.Leader()
+	if addr == "" {
+		return nil, ErrNoLeader
+	}
+	data, err := consensus.EncodeCommand(cmd, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/rpc/apply", bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.rpc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errForward, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return nil, fmt.Errorf("%w: %s", errForward, body)
+	}
+	var ar applyResult
+	if err := json.Unmarshal(body, &ar); err != nil {
+		return nil, fmt.Errorf("%w: leader answered %s: %s", errForward, resp.Status, bytes.TrimSpace(body))
+	}
+	if ar.Error != "" {
+		if e, ok := errorKinds[ar.Kind]; ok {
+			return ar.IDs, fmt.Errorf("%w: %s", e, ar.Error)
+		}
+		return ar.IDs, errors.New(ar.Error)
+	}
+	return ar.IDs, nil
+}
+
+// handleRPCApply is the leader's side of forwarding.
+func (n *Node) handleRPCApply(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	cmd, err := consensus.DecodeCommand(data)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, applyResult{Error: err.Error(), Kind: "bad_command"})
+		return
+	}
+	if !n.raft.IsLeader() {
+		http.Error(w, "not the leader", http.StatusServiceUnavailable)
+		return
+	}
+	res, err := n.raft.Apply(r.Context(), cmd)
+	out := applyResult{IDs: resultIDs(res)}
+	if err != nil {
+		var nl *consensus.NotLeaderError
+		if errors.As(err, &nl) {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		out.Error, out.Kind = err.Error(), errorKind(err)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}

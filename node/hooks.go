@@ -1,0 +1,154 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/drvmesh/drvmesh/consensus"
+)
+
+// Hooks run on the leader, once per event across the mesh: the events
+// come from the replicated queue, and an event leaves the queue (AckEvents)
+// only after its hook ran. On a graceful leader change the old leader
+// finishes and acknowledges the hook it is running before it passes
+// leadership on; if a leader dies in the middle of a hook, the next one
+// runs it again (at least once, never lost).
+
+const (
+	hookTimeout    = 10 * time.Minute
+	hookMaxBackoff = 5 * time.Minute
+)
+
+// hookLoop drains the event queue while this node leads.
+func (n *Node) hookLoop(ctx context.Context) {
+	changes, unsub := n.raft.Subscribe()
+	defer unsub()
+	retryAt := map[uint64]time.Time{}
+	failures := map[uint64]int{}
+	for {
+		next := n.runHooks(ctx, retryAt, failures)
+		wait := time.Minute
+		if !next.IsZero() {
+			wait = max(time.Until(next), 10*time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// runHooks handles every pending event that is due and returns when the
+// next retry is due (zero if none waits).
+func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failures map[uint64]int) time.Time {
+	evs, err := n.raft.State().PendingEvents(256)
+	if err != nil || len(evs) == 0 {
+		return time.Time{}
+	}
+	var next time.Time
+	var acks []uint64
+	flush := func() {
+		if len(acks) == 0 {
+			return
+		}
+		if _, err := n.apply(context.WithoutCancel(ctx), &consensus.AckEvents{Seqs: acks}); err != nil {
+			n.log.Warn("acknowledge hook events", keyErr, err)
+		}
+		acks = acks[:0]
+	}
+	defer flush()
+	for _, ev := range evs {
+		if ctx.Err() != nil {
+			return time.Time{}
+		}
+		if t, ok := retryAt[ev.Seq]; ok && time.Now().Before(t) {
+			if next.IsZero() || t.Before(next) {
+				next = t
+			}
+			continue
+		}
+		err := n.runHook(ctx, ev)
+		if err == nil {
+			delete(retryAt, ev.Seq)
+			delete(failures, ev.Seq)
+			acks = append(acks, ev.Seq)
+			if len(acks) >= 64 {
+				flush()
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return time.Time{}
+		}
+		failures[ev.Seq]++
+		backoff := min(time.Duration(1<<min(failures[ev.Seq], 12))*time.Second, hookMaxBackoff)
+		retryAt[ev.Seq] = time.Now().Add(backoff)
+		n.log.Warn("hook failed; will retry", keyEvent, ev.Type, keyBuild, ev.BuildID, "attempt", failures[ev.Seq], "retry_in", backoff, keyErr, err)
+		if next.IsZero() || retryAt[ev.Seq].Before(next) {
+			next = retryAt[ev.Seq]
+		}
+	}
+	return next
+}
+
+// runHook runs DIR/<event> for one event, if it exists.
+func (n *Node) runHook(ctx context.Context, ev consensus.Event) error {
+	if n.cfg.HooksDir == "" {
+		return nil
+	}
+	path := filepath.Join(n.cfg.HooksDir, ev.Type)
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("hook %s is not an executable file", path)
+	}
+	b, err := n.raft.State().GetBuild(ev.BuildID)
+	if err != nil {
+		return fmt.Errorf("build %s of event %d: %w", ev.BuildID, ev.Seq, err)
+	}
+	stdin, _ := json.Marshal(b)
+	hctx, cancel := context.WithTimeout(ctx, hookTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(hctx, path)
+	cmd.Stdin = bytes.NewReader(stdin)
+	cmd.Env = append(os.Environ(),
+		"DRVMESH_EVENT="+ev.Type,
+		"DRVMESH_BUILD_ID="+ev.BuildID,
+		"DRVMESH_DERIVATION="+b.Derivation,
+		"DRVMESH_NODE="+n.cfg.Name,
+		"DRVMESH_SERVER="+n.URL(),
+	)
+	out, err := cmd.CombinedOutput()
+	result := "ok"
+	if err != nil {
+		result = "failed"
+		err = fmt.Errorf("%w: %s", err, lastLine(out))
+	}
+	n.metrics.hookRuns.WithLabelValues(ev.Type, result).Inc()
+	return err
+}
+
+func lastLine(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return string(b)
+}

@@ -1,0 +1,188 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/gossip"
+)
+
+// leaderLoop runs the leader-only duties while this node leads: raft
+// membership from gossip, requeueing the builds of dead nodes, scheduling,
+// builds for missing inputs, and hooks. Each reacts to the change that
+// concerns it (an applied command, a gossip event); a slow tick catches
+// deferred builds and timeouts.
+func (n *Node) leaderLoop(ctx context.Context) {
+	lead, unsub := n.raft.WatchLeadership()
+	defer unsub()
+	var stop context.CancelFunc
+	done := make(chan struct{})
+	close(done)
+	for {
+		if n.raft.IsLeader() && stop == nil {
+			var lctx context.Context
+			lctx, stop = context.WithCancel(ctx)
+			done = make(chan struct{})
+			go func() {
+				defer close(done)
+				n.lead(lctx)
+			}()
+		} else if !n.raft.IsLeader() && stop != nil {
+			stop()
+			<-done
+			stop = nil
+		}
+		select {
+		case <-ctx.Done():
+			if stop != nil {
+				stop()
+			}
+			<-done
+			return
+		case <-lead:
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// lead is one term of leadership.
+func (n *Node) lead(ctx context.Context) {
+	n.log.Info("leading the mesh")
+	changes, unsub := n.raft.Subscribe()
+	defer unsub()
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		n.hookLoop(ctx)
+	}()
+	defer func() { <-hooksDone }()
+	events := n.gossip.Events()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	deadSince := map[string]time.Time{}
+	requeued := map[string]bool{}
+	lastReconcile := time.Time{}
+	for {
+		n.schedule(ctx)
+		if time.Since(lastReconcile) > 200*time.Millisecond {
+			n.reconcile(ctx, deadSince, requeued)
+			n.submitMissing(ctx)
+			lastReconcile = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+			}
+			lastReconcile = time.Time{}
+		case <-tick.C:
+			lastReconcile = time.Time{}
+		}
+	}
+}
+
+// reconcile makes raft membership follow gossip: admitted, alive nodes
+// join as nonvoters and are promoted once caught up, up to MaxVoters;
+// dead nodes lose their builds at once and their vote after DeadAfter.
+func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, requeued map[string]bool) {
+	recs, err := n.raft.State().Nodes()
+	if err != nil {
+		return
+	}
+	servers, err := n.raft.Servers()
+	if err != nil {
+		return
+	}
+	inRaft := map[string]consensus.Server{}
+	voters := 0
+	for _, s := range servers {
+		inRaft[s.ID] = s
+		if s.Voter {
+			voters++
+		}
+	}
+	for _, rec := range recs {
+		if rec.Name == n.cfg.Name {
+			continue
+		}
+		m, known := n.gossip.Member(rec.Name)
+		alive := known && m.Status == gossip.StatusAlive
+		srv, member := inRaft[rec.Name]
+		switch {
+		case alive:
+			delete(deadSince, rec.Name)
+			delete(requeued, rec.Name)
+			if !member {
+				if err := n.raft.AddNonvoter(rec.Name, rec.Raft); err != nil {
+					n.log.Warn("add nonvoter", keyNode, rec.Name, keyErr, err)
+				} else {
+					n.log.Info("added nonvoter", "member", rec.Name)
+				}
+			} else if !srv.Voter && voters < n.cfg.MaxVoters && n.caughtUp(ctx, rec) {
+				if err := n.raft.AddVoter(rec.Name, rec.Raft); err == nil {
+					voters++
+					n.log.Info("promoted to voter", "member", rec.Name)
+				}
+			}
+		case known && (m.Status == gossip.StatusDead || m.Status == gossip.StatusLeft):
+			if _, ok := deadSince[rec.Name]; !ok {
+				deadSince[rec.Name] = time.Now()
+			}
+			if !requeued[rec.Name] {
+				if ids, err := n.apply(ctx, &consensus.RequeueNode{Node: rec.Name}); err == nil {
+					requeued[rec.Name] = true
+					if len(ids) > 0 {
+						n.log.Info("requeued the builds of a lost node", "member", rec.Name, keyCount, len(ids))
+					}
+					n.rereplicate(rec.Name)
+				}
+			}
+			if member && (m.Status == gossip.StatusLeft || time.Since(deadSince[rec.Name]) > n.cfg.DeadAfter) {
+				if err := n.raft.RemoveServer(rec.Name); err == nil {
+					n.log.Info("removed from raft", "member", rec.Name, keyState, m.Status.String())
+				}
+			}
+		}
+	}
+}
+
+// caughtUp asks a nonvoter how far it has applied the log.
+func (n *Node) caughtUp(ctx context.Context, rec consensus.Node) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+rec.Raft+"/rpc/index", nil)
+	resp, err := n.rpc.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var ix indexJSON
+	if json.NewDecoder(resp.Body).Decode(&ix) != nil {
+		return false
+	}
+	_, commit, _ := n.raft.Stats()
+	return ix.Applied+64 >= commit
+}
+
+// rereplicate restores the copy count of every nar a lost node held.
+func (n *Node) rereplicate(name string) {
+	paths, err := n.raft.State().NarsHeldBy(name)
+	if err != nil || len(paths) == 0 {
+		return
+	}
+	var hps []string
+	for _, p := range paths {
+		if hp, err := consensus.HashPart(p); err == nil {
+			hps = append(hps, hp)
+		} else {
+			hps = append(hps, p)
+		}
+	}
+	n.replicateAsync(hps...)
+}

@@ -1,0 +1,208 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/gossip"
+	"github.com/drvmesh/drvmesh/narcache"
+	"github.com/drvmesh/drvmesh/store"
+)
+
+// Every nar is kept on MinCopies nodes. The node that makes a nar (a
+// build's output, an upload) asks other nodes to copy it; when a holder
+// dies, the leader asks the survivors to copy what it held. A copy is
+// fetched over libp2p from a holder and verified before it is kept.
+
+// localFile returns the first form of a nar this node holds on disk.
+func (n *Node) localFile(ni *consensus.NarInfo) (narcache.File, bool) {
+	_, files, err := toStoreNarInfo(ni)
+	if err != nil {
+		return narcache.File{}, false
+	}
+	for _, f := range files {
+		if _, ok := n.disk.Stat(f.Key()); ok {
+			return f, true
+		}
+	}
+	return narcache.File{}, false
+}
+
+// replicateLocal fetches a nar from a holder and records this node as
+// holding it too.
+func (n *Node) replicateLocal(ctx context.Context, hashPart string) error {
+	ni, err := n.raft.State().NarInfoByHash(hashPart)
+	if err != nil {
+		return err
+	}
+	n.noteFiles(ni)
+	if _, ok := n.localFile(ni); !ok {
+		_, files, err := toStoreNarInfo(ni)
+		if err != nil || len(files) == 0 {
+			return fmt.Errorf("%w: narinfo of %s has no files", ErrNotFound, ni.StorePath)
+		}
+		var errs []error
+		ok := false
+		for _, h := range n.holdersOf(files[0].Key()) {
+			if _, err := n.p2p.Replicate(ctx, h, files[0]); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			ok = true
+			break
+		}
+		if !ok {
+			return fmt.Errorf("no holder could send %s: %w", ni.StorePath, errors.Join(errs...))
+		}
+	}
+	_, err = n.apply(ctx, &consensus.SetNarHolder{Hash: hashPart, Node: n.cfg.Name, Present: true})
+	return err
+}
+
+// aliveHolders counts a nar's holders that gossip says are alive.
+func (n *Node) aliveHolders(ni *consensus.NarInfo) int {
+	c := 0
+	for _, h := range ni.Holders {
+		if m, ok := n.gossip.Member(h); ok && m.Status == gossip.StatusAlive {
+			c++
+		}
+	}
+	return c
+}
+
+// ensureCopies asks alive nodes that lack a nar to copy it until it has
+// MinCopies alive holders (or every alive node holds it).
+func (n *Node) ensureCopies(ctx context.Context, hashPart string) error {
+	ni, err := n.raft.State().NarInfoByHash(hashPart)
+	if err != nil {
+		return err
+	}
+	want := n.minCopies()
+	have := n.aliveHolders(ni)
+	if have >= want {
+		return nil
+	}
+	holds := map[string]bool{}
+	for _, h := range ni.Holders {
+		holds[h] = true
+	}
+	var cands []gossip.Member
+	for _, m := range n.gossip.Members() {
+		if m.Status == gossip.StatusAlive && !holds[m.Name] {
+			cands = append(cands, m)
+		}
+	}
+	// Most free disk first.
+	sort.Slice(cands, func(i, j int) bool { return cands[i].Meta.FreeDisk > cands[j].Meta.FreeDisk })
+	var errs []error
+	for _, m := range cands {
+		if have >= want {
+			break
+		}
+		if err := n.askReplicate(ctx, m.Name, hashPart); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
+			continue
+		}
+		have++
+	}
+	if have < want && len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+func (n *Node) minCopies() int {
+	if st, err := n.raft.State().Settings(); err == nil && st.MinCopies > 0 {
+		return st.MinCopies
+	}
+	return n.cfg.MinCopies
+}
+
+// askReplicate asks one node over RPC to copy a nar.
+func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
+	if name == n.cfg.Name {
+		return n.replicateLocal(ctx, hashPart)
+	}
+	rec, err := n.raft.State().Node(name)
+	if err != nil || rec == nil {
+		return fmt.Errorf("%w: node %s", ErrNotFound, name)
+	}
+	body, _ := json.Marshal(map[string]string{"hash_part": hashPart})
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+rec.Raft+"/rpc/replicate", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := n.rpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s", apiErrorText(b))
+	}
+	return nil
+}
+
+// replicateAsync runs ensureCopies in the background for new nars.
+func (n *Node) replicateAsync(hashParts ...string) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		defer cancel()
+		for _, hp := range hashParts {
+			for attempt := 0; attempt < 5; attempt++ {
+				err := n.ensureCopies(ctx, hp)
+				if err == nil {
+					break
+				}
+				n.log.Warn("replicate nar", keyPath, hp, keyErr, err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Duration(attempt+1) * time.Second):
+				}
+			}
+		}
+	}()
+}
+
+// narInfoRecord builds the index record for a nar this node holds.
+func (n *Node) narInfoRecord(path string, nar narcache.Nar, refs []string, deriver, system, ca string) consensus.NarInfo {
+	rec := consensus.NarInfo{
+		StorePath: path, NarHash: nar.NarHash.String(), NarSize: nar.NarSize,
+		Deriver: deriver, System: system, CA: ca,
+	}
+	for _, r := range refs {
+		rec.References = append(rec.References, baseName(r))
+	}
+	sort.Strings(rec.References)
+	for _, f := range nar.Files {
+		rec.Files = append(rec.Files, consensus.NarFile{Compression: f.Compression, FileHash: f.FileHash.String(), FileSize: f.FileSize})
+	}
+	// Sign once, here; every node serves the same signature.
+	info := &store.NarInfo{StorePath: path, NarHash: nar.NarHash, NarSize: nar.NarSize, References: rec.References}
+	n.signer.SignNarInfo(info, n.cfg.StoreDir)
+	rec.Sigs = info.Sigs
+	return rec
+}
+
+func baseName(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}

@@ -1,0 +1,299 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/drvmesh/drvmesh/builder"
+	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/gossip"
+	"github.com/drvmesh/drvmesh/narcache"
+)
+
+func randRead(b []byte) (int, error) { return rand.Read(b) }
+
+// startServices starts everything after the identity is settled.
+func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
+	rctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+
+	// Cluster port: raft and RPC over mutual TLS.
+	n.mux = newMux(n.clusterLn, n.serverTLS, n.log)
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.mux.serve() }()
+	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.subs[muxRPC]) }()
+
+	advertise, err := net.ResolveTCPAddr("tcp", n.clusterAdvertise())
+	if err != nil {
+		return fmt.Errorf("%w: advertise address %s: %v", ErrConfig, n.clusterAdvertise(), err)
+	}
+	rcfg := consensus.Config{
+		NodeID:    n.cfg.Name,
+		DataDir:   filepath.Join(n.cfg.DataDir, dirRaft),
+		Advertise: n.clusterAdvertise(),
+		Layer:     &raftLayer{sub: n.mux.subs[muxRaft], advertise: advertise, dialer: n.dialer},
+		Bootstrap: bootstrap,
+		Scale:     n.cfg.Scale,
+		Logger:    n.log.With("component", "raft"),
+	}
+	if n.cfg.Fast {
+		rcfg.HeartbeatTimeout = 50 * time.Millisecond
+		rcfg.ElectionTimeout = 50 * time.Millisecond
+		rcfg.LeaderLeaseTimeout = 25 * time.Millisecond
+		rcfg.CommitTimeout = 5 * time.Millisecond
+	}
+	n.raft, err = consensus.New(rcfg)
+	if err != nil {
+		return err
+	}
+	if err := n.raft.Start(ctx); err != nil {
+		return err
+	}
+
+	// Nar store, peer to peer, binary cache.
+	if err := n.startCache(); err != nil {
+		return err
+	}
+
+	// Gossip.
+	host, portStr, err := net.SplitHostPort(n.cfg.GossipListen)
+	if err != nil {
+		return fmt.Errorf("%w: gossip address %q: %v", ErrConfig, n.cfg.GossipListen, err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	gcfg := gossip.DefaultConfig()
+	if n.cfg.Fast {
+		gcfg = gossip.TestConfig()
+	}
+	gcfg.Name = n.cfg.Name
+	gcfg.BindAddr, gcfg.BindPort = host, port
+	gcfg.AdvertiseAddr, gcfg.AdvertisePort = n.cfg.Advertise, port
+	gcfg.SecretKey = n.secrets.GossipKey
+	gcfg.Scale = n.cfg.Scale
+	gcfg.Logger = n.log.With("component", "gossip")
+	n.gossip, err = gossip.New(gcfg)
+	if err != nil {
+		return err
+	}
+	if err := n.gossip.SetMeta(n.meta()); err != nil {
+		return err
+	}
+	if err := n.gossip.Start(ctx); err != nil {
+		return err
+	}
+
+	// Builder.
+	switch n.cfg.Builder {
+	case "nix":
+		n.builder, err = builder.NewNix(builder.NixConfig{
+			Store: n.cfg.NixStore, StoreDir: n.cfg.StoreDir,
+			StateDir: filepath.Join(n.cfg.DataDir, "nix-client"),
+			Logger:   n.log.With("component", "builder"),
+		})
+	case "guix":
+		n.builder, err = builder.NewGuix(builder.GuixConfig{StoreDir: n.cfg.StoreDir, Logger: n.log.With("component", "builder")})
+	default:
+		n.builder = builder.NewNone()
+	}
+	if err != nil {
+		return err
+	}
+
+	// Public HTTP.
+	n.httpSrv = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.httpLn) }()
+
+	if bootstrap {
+		if err := n.initMesh(ctx); err != nil {
+			return err
+		}
+	}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.joinGossip(rctx) }()
+	for _, loop := range []func(context.Context){n.leaderLoop, n.workerLoop, n.metaLoop} {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); loop(rctx) }()
+	}
+	n.log.Info("node started", "http", n.httpAdvertise(), "cluster", n.clusterAdvertise(), "gossip", n.gossipAdvertise(), "p2p", n.p2pAddr(), "builder", n.cfg.Builder)
+	return nil
+}
+
+// initMesh records the new mesh's settings and this node once it leads.
+func (n *Node) initMesh(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for !n.raft.IsLeader() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: the new mesh elected no leader in 30s", ErrNoLeader)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := consensus.Settings{
+		Strategy:       n.cfg.Strategy,
+		JoinTokenHash:  tokenHash(n.secrets.JoinToken),
+		AdminTokenHash: tokenHash(n.AdminToken),
+		MinCopies:      n.cfg.MinCopies,
+		Retries:        n.cfg.Retries,
+	}
+	if n.cfg.JoinTokenTTL > 0 {
+		st.JoinTokenExpires = time.Now().Add(n.cfg.JoinTokenTTL).UTC()
+	}
+	if _, err := n.apply(ctx, &consensus.SetSettings{Settings: st}); err != nil {
+		return fmt.Errorf("record mesh settings: %w", err)
+	}
+	return n.recordSelf(ctx, true)
+}
+
+// recordSelf writes this node's admission record.
+func (n *Node) recordSelf(ctx context.Context, voter bool) error {
+	_, err := n.apply(ctx, &consensus.PutNode{Node: consensus.Node{
+		Name: n.cfg.Name, HTTP: n.httpAdvertise(), Raft: n.clusterAdvertise(),
+		P2P: n.p2pAddr(), PeerID: n.p2p.ID().String(), AdmittedAt: time.Now().UTC(), Voter: voter,
+	}})
+	return err
+}
+
+// joinGossip joins the known members' gossip until it succeeds: the
+// addresses come from the join grant or, on restart, from the peers file.
+func (n *Node) joinGossip(ctx context.Context) {
+	wait := 100 * time.Millisecond
+	for {
+		addrs := n.knownGossipAddrs()
+		if len(addrs) == 0 {
+			return
+		}
+		if _, err := n.gossip.Join(addrs); err == nil {
+			return
+		} else {
+			n.log.Debug("gossip join", keyErr, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if wait < 5*time.Second {
+			wait *= 2
+		}
+	}
+}
+
+// p2pAddr is this node's libp2p multiaddr with its peer id.
+func (n *Node) p2pAddr() string {
+	if n.p2p == nil {
+		return ""
+	}
+	addrs := n.p2p.Addrs()
+	if len(addrs) == 0 {
+		return ""
+	}
+	return addrs[0]
+}
+
+// stopServices stops everything Start started, in reverse order.
+func (n *Node) stopServices() {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.jobsMu.Lock()
+	for _, j := range n.jobs {
+		j.cancel()
+	}
+	n.jobsMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if n.httpSrv != nil {
+		_ = n.httpSrv.Shutdown(ctx)
+	} else if n.httpLn != nil {
+		n.httpLn.Close()
+	}
+	if n.gossip != nil {
+		_ = n.gossip.Close()
+	}
+	if n.rpcSrv != nil {
+		_ = n.rpcSrv.Close()
+	}
+	if n.raft != nil {
+		_ = n.raft.Close()
+	}
+	if n.mux != nil {
+		_ = n.mux.Close()
+	} else if n.clusterLn != nil {
+		n.clusterLn.Close()
+	}
+	if n.p2p != nil {
+		_ = n.p2p.Close()
+	}
+	if n.builder != nil {
+		_ = n.builder.Close()
+	}
+	n.wg.Wait()
+}
+
+// leaveGracefully hands back this node's builds, passes on leadership and
+// leaves gossip, so the mesh carries on without waiting for timeouts.
+func (n *Node) leaveGracefully() {
+	if n.raft == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n.jobsMu.Lock()
+	running := len(n.jobs)
+	for _, j := range n.jobs {
+		j.handBack = true
+		j.cancel()
+	}
+	n.jobsMu.Unlock()
+	if running > 0 {
+		n.log.Info("handing back running builds", keyCount, running)
+	}
+	if _, err := n.apply(ctx, &consensus.RequeueNode{Node: n.cfg.Name}); err != nil {
+		n.log.Warn("hand back builds", keyErr, err)
+	}
+	if n.cancel != nil {
+		n.cancel() // stop the leader loops before passing leadership on
+	}
+	if n.raft.IsLeader() {
+		if err := n.raft.LeadershipTransfer(); err != nil {
+			n.log.Warn("leadership transfer", keyErr, err)
+		}
+	}
+	if n.gossip != nil {
+		if err := n.gossip.Leave(2 * time.Second); err != nil {
+			n.log.Debug("gossip leave", keyErr, err)
+		}
+	}
+}
+
+// allowPeer admits libp2p peers that are mesh members.
+func (n *Node) allowPeer(id peer.ID) bool {
+	if n.raft == nil || n.raft.State() == nil {
+		return false
+	}
+	nodes, err := n.raft.State().Nodes()
+	if err != nil {
+		return false
+	}
+	s := id.String()
+	for _, nd := range nodes {
+		if nd.PeerID == s {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = errors.New
+var _ = narcache.CompressionZstd
