@@ -41,7 +41,8 @@ type Planner struct {
 	// scratch for Plan, kept to avoid allocating every round
 	active  []int32
 	popped  []int32
-	used    []int32
+	used    []int32 // nodes given a build this round
+	rem     []int32 // by node: free slots left this round (FreeSlots outside Plan)
 	touched []int32
 	mark    []uint32
 	bytes   []int64
@@ -89,7 +90,6 @@ type nodeState struct {
 	n     Node     // Nars is nil; holdings live in nars and Planner.holders
 	nars  []string // held paths, in the order given
 	load  float64
-	used  int // Plan scratch: slots given this round
 	alive bool
 }
 
@@ -119,6 +119,7 @@ func (p *Planner) clear() {
 		freeNodes:   old.freeNodes,
 		mark:        old.mark,
 		bytes:       old.bytes,
+		rem:         old.rem,
 		epoch:       old.epoch, // mark holds epochs up to this one
 		cfg:         old.cfg,
 		entries:     old.entries[:0],
@@ -179,14 +180,19 @@ func (p *Planner) indexWaiters() {
 	}
 }
 
+// addWaiters counts the entry's missing inputs and indexes it under each.
 func (p *Planner) addWaiters(i int32) {
 	e := &p.entries[i]
+	e.missing = 0
 	for _, in := range e.b.Inputs {
 		if !in.Available {
+			e.missing++
 			p.waiters[in.Drv] = append(p.waiters[in.Drv], waiter{idx: i, gen: e.gen})
 		}
 	}
 }
+
+func missingInput(in Input) bool { return !in.Available }
 
 // Prepare builds now the indexes that Reset leaves for first use (by id,
 // and of blocked builds by missing input), so that the first Remove,
@@ -284,13 +290,12 @@ func (p *Planner) upsert(b *Build, bulk bool) error {
 		gen:   e.gen + 1,
 	}
 	if p.cfg.Strategy == StrategyDerivationOrdered {
-		for _, in := range b.Inputs {
-			if !in.Available {
-				e.missing++
-			}
-		}
-		if e.missing > 0 && p.waitReady {
+		if p.waitReady {
 			p.addWaiters(i)
+		} else if slices.ContainsFunc(b.Inputs, missingInput) {
+			// indexWaiters counts the missing inputs exactly; until then
+			// only "blocked or not" matters, and the first one tells.
+			e.missing = 1
 		}
 	}
 	if p.idsReady {

@@ -27,6 +27,7 @@ func (p *Planner) SetNode(n *Node) error {
 	ns.n.Features = slices.Clone(n.Features)
 	ns.n.FreeSlots = max(n.FreeSlots, 0)
 	ns.load = loadOf(n)
+	p.rem[ni] = int32(ns.n.FreeSlots)
 	p.setNars(ni, n.Nars)
 	for _, c := range p.classes {
 		c.supports[ni] = feasibleAll(&c.probe, &ns.n)
@@ -46,6 +47,7 @@ func (p *Planner) SetCapacity(name string, freeSlots int, load float64) error {
 	ns.n.FreeSlots = max(freeSlots, 0)
 	ns.n.Load = load
 	ns.load = loadOf(&ns.n)
+	p.rem[ni] = int32(ns.n.FreeSlots)
 	p.list(ni)
 	return nil
 }
@@ -90,6 +92,7 @@ func (p *Planner) RemoveNode(name string) error {
 	}
 	delete(p.nodeByName, name)
 	*p.nodes[ni] = nodeState{}
+	p.rem[ni] = 0
 	p.freeNodes = append(p.freeNodes, ni)
 	return nil
 }
@@ -104,6 +107,7 @@ func (p *Planner) newNode(name string) int32 {
 		p.nodes = append(p.nodes, &nodeState{})
 		p.mark = append(p.mark, 0)
 		p.bytes = append(p.bytes, 0)
+		p.rem = append(p.rem, 0)
 		for _, c := range p.classes {
 			c.supports = append(c.supports, false)
 		}

@@ -46,10 +46,10 @@ func (p *Planner) Plan(now time.Time) Plan {
 		i := c.ready.pop(p.entries)
 		p.popped = append(p.popped, i)
 		ni := p.pick(c, i)
-		if p.nodes[ni].used == 0 {
+		if p.rem[ni] == int32(p.nodes[ni].n.FreeSlots) {
 			p.used = append(p.used, ni)
 		}
-		p.nodes[ni].used++
+		p.rem[ni]--
 		plan.Assignments = append(plan.Assignments, Assignment{Build: p.entries[i].b.ID, Node: p.nodes[ni].n.Name})
 		if c.ready.len() == 0 {
 			active = slices.Delete(active, bi, bi+1)
@@ -60,16 +60,13 @@ func (p *Planner) Plan(now time.Time) Plan {
 		p.classes[p.entries[i].class].ready.push(p.entries, i)
 	}
 	for _, ni := range p.used {
-		p.nodes[ni].used = 0
+		p.rem[ni] = int32(p.nodes[ni].n.FreeSlots)
 	}
 	p.active, p.popped, p.used = active[:0], p.popped[:0], p.used[:0]
 	return plan
 }
 
-func (p *Planner) left(ni int32) int {
-	n := p.nodes[ni]
-	return n.n.FreeSlots - n.used
-}
+func (p *Planner) left(ni int32) int32 { return p.rem[ni] }
 
 // live advances the class cursor past nodes without a slot left this round
 // and reports whether any node of the class still has one.
@@ -92,17 +89,18 @@ func (p *Planner) pick(c *class, i int32) int32 {
 		p.epoch = 1
 	}
 	touched := p.touched[:0]
+	supports, rem, mark, bytes, epoch := c.supports, p.rem, p.mark, p.bytes, p.epoch
 	for _, nar := range b.InputNars {
 		for _, h := range p.holders[nar.Path] {
-			if !c.supports[h] || p.left(h) == 0 {
+			if !supports[h] || rem[h] == 0 {
 				continue
 			}
-			if p.mark[h] != p.epoch {
-				p.mark[h] = p.epoch
-				p.bytes[h] = 0
+			if mark[h] != epoch {
+				mark[h] = epoch
+				bytes[h] = 0
 				touched = append(touched, h)
 			}
-			p.bytes[h] += nar.Size
+			bytes[h] += nar.Size
 		}
 	}
 
