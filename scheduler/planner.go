@@ -130,7 +130,7 @@ func (p *Planner) clear() {
 		nodeByName:  old.nodeByName,
 		holders:     old.holders,
 		now:         math.MinInt64,
-		deferred:    entryHeap{idx: old.deferred.idx[:0], less: deferLess},
+		deferred:    entryHeap{items: old.deferred.items[:0], key: deferKey, tie: deferTie},
 		active:      old.active[:0],
 		popped:      old.popped[:0],
 		used:        old.used[:0],
@@ -415,7 +415,7 @@ func (p *Planner) classOf(b *Build) int32 {
 		feats = slices.Compact(feats)
 	}
 	c := &class{probe: Build{System: b.System, Features: feats}}
-	c.ready.less = readyLess
+	c.ready = newReadyHeap()
 	c.supports = make([]bool, len(p.nodes))
 	for ni, n := range p.nodes {
 		if n.alive && feasibleAll(&c.probe, &n.n) {
