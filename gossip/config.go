@@ -211,6 +211,10 @@ func (c Config) memberlistConfig(g *Gossip) *memberlist.Config {
 	mc.TCPTimeout = c.Timings.TCPTimeout
 	mc.GossipToTheDeadTime = c.Timings.GossipToTheDeadTime
 	mc.SuspicionMult = c.Timings.SuspicionMult
+	// A node that crashed and comes back on another address (a new DHCP
+	// lease, a new port) may take its name back once it has been dead
+	// this long; only holders of the mesh key can gossip at all.
+	mc.DeadNodeReclaimTime = c.Timings.GossipToTheDeadTime
 	mc.Delegate = &metaDelegate{g: g}
 	mc.Events = &eventDelegate{g: g}
 	mc.Merge = &mergeDelegate{g: g}

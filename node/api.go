@@ -104,6 +104,7 @@ type nodeJSON struct {
 	Load     float64  `json:"load"`
 	FreeDisk uint64   `json:"free_disk"`
 	P2P      string   `json:"p2p,omitempty"`
+	Gossip   string   `json:"gossip,omitempty"`
 }
 
 // nodesView merges the admission records, gossip and the raft
@@ -138,7 +139,7 @@ func (n *Node) nodesView() []nodeJSON {
 			nj.Status = m.Status.String()
 			nj.Systems, nj.Features = orEmpty(m.Meta.Systems), orEmpty(m.Meta.Features)
 			nj.MaxJobs, nj.Running, nj.Load, nj.FreeDisk = m.Meta.MaxJobs, m.Meta.Running, m.Meta.Load, m.Meta.FreeDisk
-			nj.P2P = m.Meta.P2P
+			nj.P2P, nj.Gossip = m.Meta.P2P, m.Addr
 			if m.Meta.HTTP != "" {
 				nj.HTTP = m.Meta.HTTP
 			}

@@ -161,11 +161,13 @@ func (c *Config) fill() error {
 		return fmt.Errorf("%w: --listen %q: %v", ErrConfig, c.Listen, err)
 	}
 	p, err := strconv.Atoi(port)
-	if err != nil || p <= 0 || p > 65532 {
+	if err != nil || p < 0 || p > 65532 {
 		return fmt.Errorf("%w: --listen %q needs a port from 1 to 65532 (the next three are used too)", ErrConfig, c.Listen)
 	}
 	next := func(v *string, off int) {
-		if *v == "" {
+		if *v == "" && p == 0 {
+			*v = net.JoinHostPort(host, "0") // any free port, as for HTTP
+		} else if *v == "" {
 			*v = net.JoinHostPort(host, strconv.Itoa(p+off))
 		}
 	}

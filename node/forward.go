@@ -22,6 +22,7 @@ import (
 // of consensus carries a list of build ids.
 type applyResult struct {
 	IDs   []string `json:"ids,omitempty"`
+	Index uint64   `json:"index,omitempty"` // the leader's applied index after the command
 	Error string   `json:"error,omitempty"`
 	Kind  string   `json:"kind,omitempty"`
 }
@@ -118,6 +119,11 @@ func (n *Node) applyOnce(ctx context.Context, cmd consensus.Command) ([]string, 
 	if err := json.Unmarshal(body, &ar); err != nil {
 		return nil, fmt.Errorf("%w: leader answered %s: %s", errForward, resp.Status, bytes.TrimSpace(body))
 	}
+	// Read your writes: what this node serves next must include the
+	// command, so wait until it is applied here too.
+	if err := n.waitApplied(ctx, ar.Index); err != nil {
+		return ar.IDs, err
+	}
 	if ar.Error != "" {
 		if e, ok := errorKinds[ar.Kind]; ok {
 			return ar.IDs, fmt.Errorf("%w: %s", e, ar.Error)
@@ -144,7 +150,7 @@ func (n *Node) handleRPCApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := n.raft.Apply(r.Context(), cmd)
-	out := applyResult{IDs: resultIDs(res)}
+	out := applyResult{IDs: resultIDs(res), Index: n.raft.AppliedIndex()}
 	if err != nil {
 		var nl *consensus.NotLeaderError
 		if errors.As(err, &nl) {
@@ -161,4 +167,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	_ = enc.Encode(v)
+}
+
+// waitApplied waits until this node's state includes raft index idx.
+func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
+	if n.raft.AppliedIndex() >= idx {
+		return nil
+	}
+	changes, unsub := n.raft.Subscribe()
+	defer unsub()
+	for n.raft.AppliedIndex() < idx {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the local state to catch up: %w", ctx.Err())
+		case <-changes:
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }

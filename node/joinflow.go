@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/drvmesh/drvmesh/consensus"
@@ -178,11 +179,12 @@ func (n *Node) knownGossipAddrs() []string {
 	return out
 }
 
-// savePeers remembers the members' gossip addresses for the next start.
+// savePeers remembers the alive members' gossip addresses for the next
+// start, when they changed.
 func (n *Node) savePeers() {
 	var addrs []string
 	for _, m := range n.gossip.Members() {
-		if m.Name != n.cfg.Name && m.Status != gossip.StatusLeft {
+		if m.Name != n.cfg.Name && m.Status == gossip.StatusAlive {
 			addrs = append(addrs, m.Addr)
 		}
 	}
@@ -190,7 +192,47 @@ func (n *Node) savePeers() {
 		return
 	}
 	sort.Strings(addrs)
-	_ = writeJSONFile(n.cfg.DataDir, filePeers, addrs)
+	key := strings.Join(addrs, " ")
+	if key == n.savedPeers {
+		return
+	}
+	if err := writeJSONFile(n.cfg.DataDir, filePeers, addrs); err == nil {
+		n.savedPeers = key
+	}
+}
+
+// peersFromState asks the members this node's replicated state knows for
+// their gossip addresses: the way back in when the peers file is stale.
+func (n *Node) peersFromState(ctx context.Context) []string {
+	recs, err := n.raft.State().Nodes()
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	for _, rec := range recs {
+		if rec.Name == n.cfg.Name || rec.HTTP == "" {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+rec.HTTP+"/api/v1/nodes", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			var nodes []nodeJSON
+			if json.NewDecoder(resp.Body).Decode(&nodes) == nil {
+				for _, nd := range nodes {
+					if nd.Name != n.cfg.Name && nd.Gossip != "" && nd.Status == "alive" {
+						addrs = append(addrs, nd.Gossip)
+					}
+				}
+			}
+			resp.Body.Close()
+		}
+		cancel()
+		if len(addrs) > 0 {
+			return addrs
+		}
+	}
+	return nil
 }
 
 // checkNodeName allows names that are safe in paths, logs and certificates.

@@ -118,6 +118,26 @@ func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, re
 		case alive:
 			delete(deadSince, rec.Name)
 			delete(requeued, rec.Name)
+			if m.Meta.Raft != "" && m.Meta.Raft != rec.Raft {
+				// The node came back on another address: gossip knows it
+				// first; record it, then point raft at it.
+				rec.Raft, rec.HTTP, rec.P2P = m.Meta.Raft, m.Meta.HTTP, m.Meta.P2P
+				if _, err := n.apply(ctx, &consensus.PutNode{Node: rec}); err != nil {
+					continue
+				}
+			}
+			if member && srv.Addr != rec.Raft {
+				var err error
+				if srv.Voter {
+					err = n.raft.AddVoter(rec.Name, rec.Raft)
+				} else {
+					err = n.raft.AddNonvoter(rec.Name, rec.Raft)
+				}
+				if err == nil {
+					n.log.Info("raft address changed", "member", rec.Name, keyAddr, rec.Raft)
+				}
+				continue
+			}
 			if !member {
 				if err := n.raft.AddNonvoter(rec.Name, rec.Raft); err != nil {
 					n.log.Warn("add nonvoter", keyNode, rec.Name, keyErr, err)

@@ -72,9 +72,9 @@ func (n *Node) metaLoop(ctx context.Context) {
 				}
 			}
 		}
+		n.savePeers()
 		if time.Since(lastMeta) > 3*time.Second {
 			n.pushMeta()
-			n.savePeers()
 			lastMeta = time.Now()
 		}
 	}

@@ -38,7 +38,7 @@ type muxListener struct {
 func newMux(ln net.Listener, serverConf *tls.Config, log *slog.Logger) *muxListener {
 	m := &muxListener{ln: ln, conf: serverConf, log: log, closed: make(chan struct{}), subs: map[byte]*subListener{}}
 	for _, b := range []byte{muxRaft, muxRPC} {
-		m.subs[b] = &subListener{parent: m, conns: make(chan net.Conn, 16)}
+		m.subs[b] = &subListener{parent: m, conns: make(chan net.Conn, 16), closed: make(chan struct{})}
 	}
 	return m
 }
@@ -88,6 +88,8 @@ func (m *muxListener) handshake(c net.Conn) {
 	}
 	select {
 	case sub.conns <- tc:
+	case <-sub.closed:
+		tc.Close()
 	case <-m.closed:
 		tc.Close()
 	}
@@ -105,20 +107,28 @@ func (m *muxListener) Close() error {
 
 // subListener is one protocol's view of the cluster port.
 type subListener struct {
-	parent *muxListener
-	conns  chan net.Conn
+	parent    *muxListener
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 func (s *subListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-s.conns:
 		return c, nil
+	case <-s.closed:
+		return nil, net.ErrClosed
 	case <-s.parent.closed:
 		return nil, net.ErrClosed
 	}
 }
 
-func (s *subListener) Close() error   { return nil }
+// Close stops this protocol's Accept; the port stays open for the other.
+func (s *subListener) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return nil
+}
 func (s *subListener) Addr() net.Addr { return s.parent.ln.Addr() }
 
 // clusterDialer opens mutual-TLS connections to other nodes' cluster ports.

@@ -55,6 +55,8 @@ type Node struct {
 	filesMu sync.Mutex
 	files   map[string]string // nar file key → store path hash part
 
+	savedPeers string // the peers file's content, to write it only on change
+
 	jobsMu sync.Mutex
 	jobs   map[string]*job // running builds by id
 
@@ -161,7 +163,14 @@ func (n *Node) closeListeners() {
 // addrs are this node's advertised addresses.
 func (n *Node) httpAdvertise() string    { return n.cfg.advertised(n.httpLn.Addr().String()) }
 func (n *Node) clusterAdvertise() string { return n.cfg.advertised(n.clusterLn.Addr().String()) }
-func (n *Node) gossipAdvertise() string  { return n.cfg.advertised(n.cfg.GossipListen) }
+func (n *Node) gossipAdvertise() string {
+	if n.gossip != nil {
+		if a := n.gossip.LocalAddr(); a != "" {
+			return a
+		}
+	}
+	return n.cfg.advertised(n.cfg.GossipListen)
+}
 
 // bootstrapMesh creates a new mesh: its secrets, this node's identity and
 // the tokens, written to the data dir.

@@ -78,7 +78,9 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	}
 	gcfg.Name = n.cfg.Name
 	gcfg.BindAddr, gcfg.BindPort = host, port
-	gcfg.AdvertiseAddr, gcfg.AdvertisePort = n.cfg.Advertise, port
+	if port != 0 {
+		gcfg.AdvertiseAddr, gcfg.AdvertisePort = n.cfg.Advertise, port
+	} // else memberlist advertises the bound address and the port it picked
 	gcfg.SecretKey = n.secrets.GossipKey
 	gcfg.Scale = n.cfg.Scale
 	gcfg.Logger = n.log.With("component", "gossip")
@@ -168,15 +170,19 @@ func (n *Node) recordSelf(ctx context.Context, voter bool) error {
 // addresses come from the join grant or, on restart, from the peers file.
 func (n *Node) joinGossip(ctx context.Context) {
 	wait := 100 * time.Millisecond
-	for {
+	for attempt := 0; ; attempt++ {
 		addrs := n.knownGossipAddrs()
-		if len(addrs) == 0 {
-			return
+		if attempt%2 == 1 || len(addrs) == 0 {
+			addrs = append(addrs, n.peersFromState(ctx)...)
 		}
-		if _, err := n.gossip.Join(addrs); err == nil {
+		if len(addrs) > 0 {
+			if _, err := n.gossip.Join(addrs); err == nil {
+				return
+			} else {
+				n.log.Debug("gossip join", keyErr, err)
+			}
+		} else if n.bootstrappedHere() {
 			return
-		} else {
-			n.log.Debug("gossip join", keyErr, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -297,3 +303,10 @@ func (n *Node) allowPeer(id peer.ID) bool {
 
 var _ = errors.New
 var _ = narcache.CompressionZstd
+
+// bootstrappedHere reports whether this node made the mesh and no other
+// node was ever admitted: then there is nobody to join.
+func (n *Node) bootstrappedHere() bool {
+	recs, err := n.raft.State().Nodes()
+	return err == nil && len(recs) <= 1
+}
