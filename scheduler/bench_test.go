@@ -104,7 +104,10 @@ func BenchmarkPlanner_Prepare(b *testing.B) {
 	f := farm100k(b)
 	for _, s := range strategies {
 		b.Run(string(s), func(b *testing.B) {
+			before := heapInUse()
 			p := newPlanner(b, f, s)
+			p.Prepare()
+			mb := float64(heapInUse()-before) / (1 << 20)
 			start := cpuTime()
 			for b.Loop() {
 				b.StopTimer()
@@ -115,6 +118,7 @@ func BenchmarkPlanner_Prepare(b *testing.B) {
 				p.Prepare()
 			}
 			reportCPU(b, start)
+			b.ReportMetric(mb, "prepared-planner-MB")
 		})
 	}
 }
