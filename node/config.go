@@ -73,6 +73,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Fast cuts raft and gossip timings to tens of milliseconds (tests).
 	Fast bool
+	// SnapshotThreshold and TrailingLogs tune raft snapshots: log entries
+	// between snapshots, and entries kept after one (0 = consensus
+	// defaults). Small values make late joiners install a snapshot.
+	SnapshotThreshold, TrailingLogs uint64
 }
 
 // DefaultConfig returns the defaults for a node on this machine.

@@ -46,6 +46,9 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		Bootstrap: bootstrap,
 		Scale:     n.cfg.Scale,
 		Logger:    n.log.With("component", "raft"),
+
+		SnapshotThreshold: n.cfg.SnapshotThreshold,
+		TrailingLogs:      n.cfg.TrailingLogs,
 	}
 	if n.cfg.Fast {
 		rcfg.HeartbeatTimeout = 50 * time.Millisecond
