@@ -15,16 +15,8 @@ cd "$root"
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
 # 1. What the demo needs: Go (to build drvmesh) and Nix 2.8 (nix-bin).
-if ! command -v nix-store >/dev/null 2>&1; then
-  say "installing nix-bin"
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nix-bin >/dev/null
-  else
-    echo "nix-bin is missing: run 'sudo apt-get install -y nix-bin' and try again" >&2
-    exit 1
-  fi
-fi
-command -v go >/dev/null 2>&1 || { echo "Go is missing: install Go 1.26 (https://go.dev/dl) and try again" >&2; exit 1; }
+. scripts/deps.sh
+install_missing
 
 work=$(mktemp -d /tmp/drvmesh-demo.XXXXXX)
 say "building drvmesh into $work"
