@@ -248,11 +248,31 @@ func (n *Node) noteFiles(ni *consensus.NarInfo) {
 // holdersView counts other holders for quota eviction.
 type holdersView struct{ n *Node }
 
+// OtherHolders counts only holders gossip sees alive: a copy on a dead
+// node is no copy.
 func (v holdersView) OtherHolders(key string) int {
-	if v.n.raft == nil {
+	n := v.n
+	if n.raft == nil || n.gossip == nil {
 		return 0
 	}
-	return len(v.n.holdersOf(key))
+	hp, ok := n.fileIndex(key)
+	if !ok {
+		return 0
+	}
+	ni, err := n.raft.State().NarInfoByHash(hp)
+	if err != nil || ni == nil {
+		return 0
+	}
+	c := 0
+	for _, h := range ni.Holders {
+		if h == n.cfg.Name {
+			continue
+		}
+		if m, ok := n.gossip.Member(h); ok && m.Status == gossip.StatusAlive {
+			c++
+		}
+	}
+	return c
 }
 
 // logsView serves build logs: from this node's disk, or from the node

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strconv"
 	"time"
+
+	"github.com/drvmesh/drvmesh/builder"
 )
 
 // Config is everything a node needs to start. Zero values take the
@@ -77,6 +79,9 @@ type Config struct {
 	// between snapshots, and entries kept after one (0 = consensus
 	// defaults). Small values make late joiners install a snapshot.
 	SnapshotThreshold, TrailingLogs uint64
+
+	// builder, when set, replaces the backend --builder names (tests).
+	builder builder.Builder
 }
 
 // DefaultConfig returns the defaults for a node on this machine.

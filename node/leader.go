@@ -60,29 +60,40 @@ func (n *Node) lead(ctx context.Context) {
 	}()
 	defer func() { <-hooksDone }()
 	events := n.gossip.Events()
+	// The tick only drives membership (dead-voter timeouts, catch-up
+	// checks); scheduling reacts to changes and to deferred builds.
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	deadSince := map[string]time.Time{}
 	requeued := map[string]bool{}
-	lastReconcile := time.Time{}
+	var deferred <-chan time.Time
+	sched, member := true, true
 	for {
-		n.schedule(ctx)
-		if time.Since(lastReconcile) > 200*time.Millisecond {
-			n.reconcile(ctx, deadSince, requeued)
+		if sched {
+			deferred = nil
+			if wake := n.schedule(ctx); !wake.IsZero() {
+				deferred = time.After(time.Until(wake) + time.Millisecond)
+			}
 			n.submitMissing(ctx)
-			lastReconcile = time.Now()
 		}
+		if member {
+			n.reconcile(ctx, deadSince, requeued)
+		}
+		sched, member = false, false
 		select {
 		case <-ctx.Done():
 			return
 		case <-changes:
+			sched = true
 		case _, ok := <-events:
 			if !ok {
 				events = nil
 			}
-			lastReconcile = time.Time{}
+			sched, member = true, true
+		case <-deferred:
+			sched = true
 		case <-tick.C:
-			lastReconcile = time.Time{}
+			member = true
 		}
 	}
 }

@@ -52,6 +52,8 @@ func (n *Node) metaLoop(ctx context.Context) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	lastMeta := time.Now()
+	lastQuota := time.Now()
+	indexed := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -73,6 +75,14 @@ func (n *Node) metaLoop(ctx context.Context) {
 			}
 		}
 		n.savePeers()
+		if !indexed && n.raft.AppliedIndex() > 0 {
+			n.indexOwnFiles()
+			indexed = true
+		}
+		if time.Since(lastQuota) > quotaInterval {
+			n.enforceQuota(ctx)
+			lastQuota = time.Now()
+		}
 		if time.Since(lastMeta) > 3*time.Second {
 			n.pushMeta()
 			lastMeta = time.Now()

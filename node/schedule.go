@@ -11,12 +11,14 @@ import (
 
 // schedule runs one planning round on the leader and commits its
 // assignments in one raft entry. The round reads the queued builds and
-// the nodes' free slots from the replicated state and gossip.
-func (n *Node) schedule(ctx context.Context) {
+// the nodes' free slots from the replicated state and gossip. It returns
+// when the earliest deferred build becomes due (zero if none waits), so
+// the leader can wake for it without polling.
+func (n *Node) schedule(ctx context.Context) (wake time.Time) {
 	st := n.raft.State()
 	settings, err := st.Settings()
 	if err != nil {
-		return
+		return wake
 	}
 	strategy, err := scheduler.ParseStrategy(settings.Strategy)
 	if err != nil {
@@ -27,15 +29,16 @@ func (n *Node) schedule(ctx context.Context) {
 
 	nodes, busy := n.schedNodes(st)
 	if len(nodes) == 0 {
-		return
+		return wake
 	}
 	free := 0
 	for _, nd := range nodes {
 		free += nd.FreeSlots
 	}
 	if free == 0 {
-		return
+		return wake
 	}
+	now := time.Now()
 	var builds []*scheduler.Build
 	drvs := map[string]*consensus.Drv{}
 	avail := map[string]bool{}
@@ -61,6 +64,9 @@ func (n *Node) schedule(ctx context.Context) {
 	_ = st.QueuedBuilds(func(b *consensus.Build) bool {
 		if len(b.WaitingFor) > 0 {
 			return true
+		}
+		if b.DeferUntil.After(now) && (wake.IsZero() || b.DeferUntil.Before(wake)) {
+			wake = b.DeferUntil
 		}
 		sb := &scheduler.Build{
 			ID: b.ID, Drv: b.Derivation, Priority: b.Priority, System: b.System,
@@ -100,11 +106,11 @@ func (n *Node) schedule(ctx context.Context) {
 		return true
 	})
 	if len(builds) == 0 {
-		return
+		return wake
 	}
-	plan := scheduler.Schedule(&scheduler.SliceState{BuildList: builds, NodeList: nodes}, cfg, time.Now())
+	plan := scheduler.Schedule(&scheduler.SliceState{BuildList: builds, NodeList: nodes}, cfg, now)
 	if len(plan.Assignments) == 0 {
-		return
+		return wake
 	}
 	cmd := &consensus.AssignBuilds{}
 	for _, a := range plan.Assignments {
@@ -113,10 +119,11 @@ func (n *Node) schedule(ctx context.Context) {
 	start := time.Now()
 	if _, err := n.apply(ctx, cmd); err != nil {
 		n.log.Warn("commit assignments", keyErr, err)
-		return
+		return wake
 	}
 	n.metrics.assigned.Add(float64(len(cmd.Assignments)))
 	n.log.Debug("assigned builds", keyCount, len(cmd.Assignments), keyElapsed, time.Since(start))
+	return wake
 }
 
 func narSize(st *consensus.FSM, path string) int64 {

@@ -99,14 +99,16 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	}
 
 	// Builder.
-	switch n.cfg.Builder {
-	case "nix":
+	switch {
+	case n.cfg.builder != nil:
+		n.builder = n.cfg.builder
+	case n.cfg.Builder == "nix":
 		n.builder, err = builder.NewNix(builder.NixConfig{
 			Store: n.cfg.NixStore, StoreDir: n.cfg.StoreDir,
 			StateDir: filepath.Join(n.cfg.DataDir, "nix-client"),
 			Logger:   n.log.With("component", "builder"),
 		})
-	case "guix":
+	case n.cfg.Builder == "guix":
 		n.builder, err = builder.NewGuix(builder.GuixConfig{StoreDir: n.cfg.StoreDir, Logger: n.log.With("component", "builder")})
 	default:
 		n.builder = builder.NewNone()
