@@ -82,6 +82,9 @@ type Config struct {
 
 	// builder, when set, replaces the backend --builder names (tests).
 	builder builder.Builder
+	// quotaInterval is how often the nar quota is enforced (0 = the
+	// default; tests use less).
+	quotaInterval time.Duration
 }
 
 // DefaultConfig returns the defaults for a node on this machine.
@@ -161,6 +164,9 @@ func (c *Config) fill() error {
 	}
 	if c.DeadAfter <= 0 {
 		c.DeadAfter = d.DeadAfter
+	}
+	if c.quotaInterval <= 0 {
+		c.quotaInterval = defaultQuotaInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -79,7 +79,7 @@ func (n *Node) metaLoop(ctx context.Context) {
 			n.indexOwnFiles()
 			indexed = true
 		}
-		if time.Since(lastQuota) > quotaInterval {
+		if time.Since(lastQuota) > n.cfg.quotaInterval {
 			n.enforceQuota(ctx)
 			lastQuota = time.Now()
 		}

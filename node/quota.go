@@ -7,8 +7,9 @@ import (
 	"github.com/drvmesh/drvmesh/consensus"
 )
 
-// quotaInterval is how often a node with a quota checks its nar store.
-const quotaInterval = 30 * time.Second
+// defaultQuotaInterval is how often a node with a quota checks its nar
+// store.
+const defaultQuotaInterval = 30 * time.Second
 
 // indexOwnFiles fills the file-key map from the nars the index says this
 // node holds, so that files can be named by store path after a restart.
