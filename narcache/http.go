@@ -51,8 +51,15 @@ type HandlerConfig struct {
 	NarInfoTTL time.Duration
 	// NegativeTTL is the max-age of 404 responses. Default one minute.
 	NegativeTTL time.Duration
-	// CacheSize is how many rendered narinfos to keep. Default 65536.
+	// CacheSize is about how many rendered narinfos to keep. Default
+	// 65536; negative keeps none.
 	CacheSize int
+	// NarInfoRecheck is how long a rendered narinfo is served without
+	// asking the index whether its entry changed. Zero (the default) asks
+	// on every request, through VersionIndex.Version when the Index has
+	// it, else Lookup. A few seconds spare an expensive index most of the
+	// work on busy paths, and clients cache narinfos for NarInfoTTL anyway.
+	NarInfoRecheck time.Duration
 	// FetchTimeout bounds a fetch-through, which goes on (to keep the
 	// local copy) after the client has gone. Default 30 minutes.
 	FetchTimeout time.Duration
@@ -71,6 +78,8 @@ type Handler struct {
 	cfg       HandlerConfig
 	log       *slog.Logger
 	cache     *narInfoCache
+	versions  VersionIndex // cfg.Index when it implements VersionIndex
+	recheck   time.Duration
 	cacheInfo []byte
 	posCC     []string
 	negCC     []string
@@ -111,10 +120,13 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	versions, _ := cfg.Index.(VersionIndex)
 	return &Handler{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		cache: newNarInfoCache(cfg.CacheSize),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		cache:    newNarInfoCache(cfg.CacheSize),
+		versions: versions,
+		recheck:  max(cfg.NarInfoRecheck, 0),
 		cacheInfo: []byte(fmt.Sprintf("StoreDir: %s\nWantMassQuery: 1\nPriority: %d\n",
 			cfg.StoreDir, cfg.Priority)),
 		posCC: []string{"public, max-age=" + strconv.Itoa(int(cfg.NarInfoTTL.Seconds()))},
@@ -156,33 +168,6 @@ func (h *Handler) notFound(w http.ResponseWriter) {
 	hdr["Content-Type"] = ctLog
 	w.WriteHeader(http.StatusNotFound)
 	_, _ = io.WriteString(w, "404 not found\n")
-}
-
-// serveNarInfo answers /<hash>.narinfo from the index, rendering and
-// signing once per entry version.
-func (h *Handler) serveNarInfo(w http.ResponseWriter, r *http.Request, hashPart string) {
-	e, ok := h.cfg.Index.Lookup(hashPart)
-	if !ok || e.Info == nil {
-		h.notFound(w)
-		return
-	}
-	k := narInfoKey{hash: hashPart, version: e.Version}
-	rd := h.cache.get(k)
-	if rd == nil {
-		f, ok := chooseFile(h.cfg.Disk, e.Files)
-		if !ok {
-			h.notFound(w)
-			return
-		}
-		rd = h.cache.put(k, renderNarInfo(e, f, h.cfg.Key))
-	}
-	hdr := w.Header()
-	hdr["Content-Type"] = ctNarInfo
-	hdr["Cache-Control"] = h.posCC
-	hdr["Content-Length"] = rd.length
-	if r.Method == http.MethodGet {
-		_, _ = w.Write(rd.body)
-	}
 }
 
 // serveNarPath routes the /nar/ forms.

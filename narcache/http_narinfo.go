@@ -1,10 +1,9 @@
 package narcache
 
 import (
-	"container/list"
+	"net/http"
 	"slices"
-	"strconv"
-	"sync"
+	"time"
 
 	"github.com/drvmesh/drvmesh/store"
 )
@@ -30,6 +29,18 @@ type Index interface {
 	// Holders returns the other nodes that hold the file with this key
 	// (nix32 FileHash), best first.
 	Holders(key string) []Holder
+}
+
+// VersionIndex is an Index that can tell an entry's Version without
+// building the Entry. The handler uses it, when the Index implements it, to
+// check a cached narinfo on every request and calls Lookup only to render
+// a version it has not cached. Version must agree with Lookup: ok is false
+// exactly when Lookup finds no entry, and version is the Version Lookup
+// would return. It should be cheap (no decoding, no allocation): it runs
+// once per narinfo request.
+type VersionIndex interface {
+	Index
+	Version(hashPart string) (version uint64, ok bool)
 }
 
 // compressionRank orders the forms a narinfo advertises: zstd is small and
@@ -79,62 +90,57 @@ func renderNarInfo(e Entry, f File, key *store.SecretKey) []byte {
 	return ni.Bytes()
 }
 
-// rendered is a cached narinfo response.
-type rendered struct {
-	body   []byte
-	length []string // Content-Length header value
-}
-
-// narInfoKey names a cached rendering.
-type narInfoKey struct {
-	hash    string
-	version uint64
-}
-
-// narInfoCache is a small LRU of rendered narinfos.
-type narInfoCache struct {
-	mu    sync.Mutex
-	max   int
-	ll    *list.List
-	items map[narInfoKey]*list.Element
-}
-
-type cacheItem struct {
-	key narInfoKey
-	val *rendered
-}
-
-func newNarInfoCache(max int) *narInfoCache {
-	return &narInfoCache{max: max, ll: list.New(), items: make(map[narInfoKey]*list.Element, max)}
-}
-
-func (c *narInfoCache) get(k narInfoKey) *rendered {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[k]; ok {
-		c.ll.MoveToFront(el)
-		return el.Value.(*cacheItem).val
+// serveNarInfo answers /<hash>.narinfo from the index, rendering and
+// signing once per entry version. A cached rendering is served as long as
+// the index still has its version, or, within NarInfoRecheck of the last
+// check, without asking the index.
+func (h *Handler) serveNarInfo(w http.ResponseWriter, r *http.Request, hashPart string) {
+	var now time.Time
+	if h.recheck > 0 {
+		now = time.Now()
 	}
-	return nil
+	rd := h.cache.get(hashPart)
+	if rd == nil || !rd.fresh(now, h.recheck) {
+		rd = h.checkNarInfo(hashPart, rd, now)
+		if rd == nil {
+			h.notFound(w)
+			return
+		}
+	}
+	hdr := w.Header()
+	hdr["Content-Type"] = ctNarInfo
+	hdr["Cache-Control"] = h.posCC
+	hdr["Content-Length"] = rd.length
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(rd.body)
+	}
 }
 
-func (c *narInfoCache) put(k narInfoKey, body []byte) *rendered {
-	r := &rendered{body: body, length: []string{strconv.Itoa(len(body))}}
-	if c.max <= 0 {
-		return r
+// checkNarInfo asks the index about hashPart and returns the rendering to
+// serve: cached when its version is current, otherwise a new one. It
+// returns nil when the index has no servable entry.
+func (h *Handler) checkNarInfo(hashPart string, cached *rendered, now time.Time) *rendered {
+	if h.versions != nil && cached != nil {
+		v, ok := h.versions.Version(hashPart)
+		if !ok {
+			return nil
+		}
+		if v == cached.version {
+			cached.checked(now)
+			return cached
+		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[k]; ok {
-		el.Value.(*cacheItem).val = r
-		c.ll.MoveToFront(el)
-		return r
+	e, ok := h.cfg.Index.Lookup(hashPart)
+	if !ok || e.Info == nil {
+		return nil
 	}
-	c.items[k] = c.ll.PushFront(&cacheItem{key: k, val: r})
-	for c.ll.Len() > c.max {
-		old := c.ll.Back()
-		c.ll.Remove(old)
-		delete(c.items, old.Value.(*cacheItem).key)
+	if cached != nil && e.Version == cached.version {
+		cached.checked(now)
+		return cached
 	}
-	return r
+	f, ok := chooseFile(h.cfg.Disk, e.Files)
+	if !ok {
+		return nil
+	}
+	return h.cache.put(hashPart, newRendered(e.Version, renderNarInfo(e, f, h.cfg.Key), now))
 }

@@ -14,7 +14,7 @@ type MemIndex struct {
 	holders map[string][]Holder
 }
 
-var _ Index = (*MemIndex)(nil)
+var _ VersionIndex = (*MemIndex)(nil)
 
 // NewMemIndex returns an empty index.
 func NewMemIndex() *MemIndex {
@@ -52,4 +52,12 @@ func (m *MemIndex) Holders(key string) []Holder {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.holders[key]
+}
+
+// Version implements VersionIndex.
+func (m *MemIndex) Version(hashPart string) (uint64, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.entries[hashPart]
+	return e.Version, ok
 }

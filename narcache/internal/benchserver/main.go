@@ -1,21 +1,23 @@
 // Command benchserver serves a binary cache from an in-memory index of N
 // narinfos and one large nar, and writes the same files under DIR/www so
 // that another web server can serve identical bytes. bench/narcache.sh
-// runs it beside nginx.
+// runs it beside nginx. The large nar is the same on every run; narinfos
+// differ only in their signature.
 package main
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 
@@ -28,6 +30,7 @@ func main() {
 	n := flag.Int("n", 10000, "number of narinfos")
 	sizeMB := flag.Int("size", 256, "size of the large nar in MiB")
 	listen := flag.String("listen", "127.0.0.1:0", "listen address")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("-dir is required")
@@ -89,12 +92,16 @@ func main() {
 	if err := os.WriteFile(filepath.Join(*dir, "nar.txt"), []byte(narURL+"\n"), 0o644); err != nil {
 		log.Fatal(err)
 	}
+	if *pprofAddr != "" {
+		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 	srv := &http.Server{Addr: *listen, Handler: h}
 	fmt.Println("ready")
 	log.Fatal(srv.ListenAndServe())
 }
 
-// bigNar is a NAR of one regular file of n random bytes.
+// bigNar is a NAR of one regular file of n pseudo-random bytes, the same
+// on every run so that several servers can serve identical files.
 func bigNar(n int) []byte {
 	str := func(b, s []byte) []byte {
 		var l [8]byte
@@ -105,7 +112,7 @@ func bigNar(n int) []byte {
 		return append(b, make([]byte, (8-len(s)%8)%8)...)
 	}
 	content := make([]byte, n)
-	_, _ = rand.Read(content)
+	_, _ = rand.NewChaCha8([32]byte{'n', 'a', 'r'}).Read(content)
 	b := make([]byte, 0, n+200)
 	for _, s := range []string{"nix-archive-1", "(", "type", "regular", "contents"} {
 		b = str(b, []byte(s))
