@@ -117,7 +117,7 @@ func (t *txn) submitBuilds(c *SubmitBuilds, at time.Time, index uint64) (*Submit
 		}
 		b.WaitingFor = t.stillMissing(in.WaitingFor)
 		t.putBuild(k, nil, b)
-		t.addEvent(Event{Type: EventBuildSubmitted, BuildID: id, Time: at})
+		t.addEvent(EventBuildSubmitted, k, at)
 		res.IDs = append(res.IDs, id)
 	}
 	return res, nil
@@ -165,7 +165,7 @@ func (t *txn) startBuild(c *StartBuild, at time.Time) error {
 	b.State, b.StartedAt = StateBuilding, at
 	b.Attempts = append(slices.Clone(b.Attempts), Attempt{Node: c.Node, StartedAt: at})
 	t.putBuild(k, &old, b)
-	t.addEvent(Event{Type: EventBuildStarted, BuildID: b.ID, Time: at})
+	t.addEvent(EventBuildStarted, k, at)
 	return nil
 }
 
@@ -189,7 +189,7 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 		att.Result = ResultMissingInputs
 		b.State, b.Node = StateQueued, ""
 		b.WaitingFor = t.stillMissing(c.MissingInputs)
-		t.addEvent(Event{Type: EventBuildMissingInputs, BuildID: b.ID, Time: at})
+		t.addEvent(EventBuildMissingInputs, k, at)
 	case c.Success:
 		outs, err := t.checkOutputs(c.Outputs)
 		if err != nil {
@@ -197,7 +197,7 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 		}
 		att.Result = ResultSucceeded
 		b.State, b.Outputs, b.FinishedAt, b.Error = StateSucceeded, outs, at, ""
-		t.addEvent(Event{Type: EventBuildSucceeded, BuildID: b.ID, Time: at})
+		t.addEvent(EventBuildSucceeded, k, at)
 	default:
 		att.Result, att.Error = ResultFailed, c.Error
 		b.Error = c.Error
@@ -214,7 +214,7 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 			}
 		} else {
 			b.State, b.FinishedAt = StateFailed, at
-			t.addEvent(Event{Type: EventBuildFailed, BuildID: b.ID, Time: at})
+			t.addEvent(EventBuildFailed, k, at)
 		}
 	}
 	t.putBuild(k, &old, b)
@@ -263,7 +263,7 @@ func (t *txn) cancelBuilds(c *CancelBuilds, at time.Time) error {
 		}
 		b.State, b.FinishedAt, b.WaitingFor = StateCanceled, at, nil
 		t.putBuild(k, &old, b)
-		t.addEvent(Event{Type: EventBuildCanceled, BuildID: id, Time: at})
+		t.addEvent(EventBuildCanceled, k, at)
 	}
 	return nil
 }

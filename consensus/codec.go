@@ -18,7 +18,10 @@ const (
 	narRecordV1   = 1
 )
 
-var errShortRecord = errors.New("truncated record")
+var (
+	errShortRecord   = errors.New("truncated record")
+	errTrailingBytes = errors.New("trailing bytes after record")
+)
 
 type enc struct{ b []byte }
 
@@ -39,35 +42,69 @@ func (e *enc) strs(ss []string) {
 	}
 }
 
+// dec reads a record. It works on one string copy of the record, so the
+// decoded strings share it instead of being allocated one by one.
 type dec struct {
-	b   []byte
+	s   string
 	err error
 }
+
+func newDec(data []byte) dec { return dec{s: string(data)} }
 
 func (d *dec) uint() uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errShortRecord
-		return 0
+	var v uint64
+	for i := 0; i < len(d.s) && i < binary.MaxVarintLen64; i++ {
+		c := d.s[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				break // overflows 64 bits
+			}
+			d.s = d.s[i+1:]
+			return v | uint64(c)<<(7*i)
+		}
+		v |= uint64(c&0x7f) << (7 * i)
 	}
-	d.b = d.b[n:]
-	return v
+	d.err = errShortRecord
+	return 0
 }
 
 func (d *dec) int() int64 {
+	u := d.uint()
+	v := int64(u >> 1)
+	if u&1 != 0 {
+		v = ^v
+	}
+	return v
+}
+
+func (d *dec) byte() byte {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if len(d.s) == 0 {
 		d.err = errShortRecord
 		return 0
 	}
-	d.b = d.b[n:]
-	return v
+	c := d.s[0]
+	d.s = d.s[1:]
+	return c
+}
+
+// raw returns the next n bytes.
+func (d *dec) raw(n int) string {
+	if d.err != nil {
+		return ""
+	}
+	if len(d.s) < n {
+		d.err = errShortRecord
+		return ""
+	}
+	s := d.s[:n]
+	d.s = d.s[n:]
+	return s
 }
 
 func (d *dec) str() string {
@@ -75,13 +112,11 @@ func (d *dec) str() string {
 	if d.err != nil {
 		return ""
 	}
-	if uint64(len(d.b)) < n {
+	if uint64(len(d.s)) < n {
 		d.err = errShortRecord
 		return ""
 	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
+	return d.raw(int(n))
 }
 
 func (d *dec) time() time.Time {
@@ -94,11 +129,18 @@ func (d *dec) time() time.Time {
 
 func (d *dec) count() int {
 	n := d.uint()
-	if n > uint64(len(d.b)) { // every element takes at least one byte
+	if n > uint64(len(d.s)) { // every element takes at least one byte
 		d.err = errShortRecord
 		return 0
 	}
 	return int(n)
+}
+
+// end fails the decode when bytes are left over.
+func (d *dec) end() {
+	if d.err == nil && len(d.s) != 0 {
+		d.err = errTrailingBytes
+	}
 }
 
 func (d *dec) strs() []string {
@@ -114,22 +156,36 @@ func (d *dec) strs() []string {
 }
 
 func encodeBuild(b *Build) []byte {
-	e := enc{b: make([]byte, 0, 256)}
+	e := enc{b: make([]byte, 0, 160)}
 	e.b = append(e.b, buildRecordV1)
+	e.build(b)
+	return e.b
+}
+
+// build appends every field of b (the record body, also used by the
+// SubmitBuilds command payload).
+func (e *enc) build(b *Build) {
 	e.str(b.ID)
 	e.str(b.Derivation)
 	e.str(b.System)
 	e.str(b.State)
 	e.int(int64(b.Priority))
-	keys := make([]string, 0, len(b.Tags))
-	for k := range b.Tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	e.uint(uint64(len(keys)))
-	for _, k := range keys {
-		e.str(k)
-		e.str(b.Tags[k])
+	e.uint(uint64(len(b.Tags)))
+	if len(b.Tags) == 1 {
+		for k, v := range b.Tags {
+			e.str(k)
+			e.str(v)
+		}
+	} else if len(b.Tags) > 1 {
+		keys := make([]string, 0, len(b.Tags))
+		for k := range b.Tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			e.str(k)
+			e.str(b.Tags[k])
+		}
 	}
 	e.str(b.Node)
 	e.uint(uint64(len(b.Attempts)))
@@ -155,24 +211,38 @@ func encodeBuild(b *Build) []byte {
 	e.int(int64(b.Retries))
 	e.strs(b.FailedNodes)
 	e.strs(b.WaitingFor)
-	return e.b
 }
 
 func decodeBuild(data []byte) (*Build, error) {
 	if len(data) == 0 || data[0] != buildRecordV1 {
 		return nil, fmt.Errorf("build record version: %w", ErrBadSnapshot)
 	}
-	d := dec{b: data[1:]}
+	d := newDec(data[1:])
 	b := &Build{}
+	d.build(b)
+	if b.Tags == nil {
+		b.Tags = map[string]string{}
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("decode build: %w", d.err)
+	}
+	return b, nil
+}
+
+// build reads the fields written by enc.build into b; Tags stays nil when
+// there are none.
+func (d *dec) build(b *Build) {
 	b.ID = d.str()
 	b.Derivation = d.str()
 	b.System = d.str()
 	b.State = d.str()
 	b.Priority = int(d.int())
-	b.Tags = map[string]string{}
-	for n := d.count(); n > 0 && d.err == nil; n-- {
-		k := d.str()
-		b.Tags[k] = d.str()
+	if n := d.count(); n > 0 {
+		b.Tags = make(map[string]string, n)
+		for ; n > 0 && d.err == nil; n-- {
+			k := d.str()
+			b.Tags[k] = d.str()
+		}
 	}
 	b.Node = d.str()
 	if n := d.count(); n > 0 {
@@ -204,10 +274,6 @@ func decodeBuild(data []byte) (*Build, error) {
 	b.Retries = int(d.int())
 	b.FailedNodes = d.strs()
 	b.WaitingFor = d.strs()
-	if d.err != nil {
-		return nil, fmt.Errorf("decode build: %w", d.err)
-	}
-	return b, nil
 }
 
 func encodeNarInfo(n *NarInfo) []byte {
@@ -235,7 +301,7 @@ func decodeNarInfo(data []byte) (*NarInfo, error) {
 	if len(data) == 0 || data[0] != narRecordV1 {
 		return nil, fmt.Errorf("nar record version: %w", ErrBadSnapshot)
 	}
-	d := dec{b: data[1:]}
+	d := newDec(data[1:])
 	n := &NarInfo{}
 	n.StorePath = d.str()
 	n.NarHash = d.str()

@@ -2,7 +2,6 @@ package consensus
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -191,16 +190,18 @@ func newCommand(t CommandType) Command {
 }
 
 // EncodeCommand encodes a command stamped with time at (the leader's clock):
-// [type byte][8-byte big-endian unix nanoseconds][JSON payload].
+// [type byte][8-byte big-endian unix nanoseconds][payload]. The payload is
+// JSON, except for SubmitBuilds and AssignBuilds, which use a versioned
+// binary form (cmdcodec.go).
 func EncodeCommand(cmd Command, at time.Time) ([]byte, error) {
-	payload, err := json.Marshal(cmd)
+	buf := make([]byte, 9, 256)
+	buf[0] = byte(cmd.Type())
+	binary.BigEndian.PutUint64(buf[1:9], uint64(at.UnixNano()))
+	buf, err := encodePayload(buf, cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", cmd.Type(), err)
 	}
-	buf := make([]byte, 9, 9+len(payload))
-	buf[0] = byte(cmd.Type())
-	binary.BigEndian.PutUint64(buf[1:9], uint64(at.UnixNano()))
-	return append(buf, payload...), nil
+	return buf, nil
 }
 
 // decodeCommand decodes an entry. It returns (nil, at, nil) for an unknown
@@ -218,7 +219,7 @@ func decodeCommand(data []byte) (Command, time.Time, error) {
 		}
 		return nil, at, fmt.Errorf("unknown command type %d: %w", t, ErrBadCommand)
 	}
-	if err := json.Unmarshal(data[9:], cmd); err != nil {
+	if err := decodePayload(data[9:], cmd); err != nil {
 		return nil, at, fmt.Errorf("decode command %d: %w", t, err)
 	}
 	return cmd, at, nil

@@ -205,6 +205,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 				return false
 			}
 		}
+		t.flush()
 		return true
 	})
 	if failed {
@@ -213,9 +214,13 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 				continue
 			}
 			f.update(db, func(tx *bolt.Tx) bool {
-				resp[i] = newTxn(tx).exec(c.cmd, c.at, c.index)
-				_, isErr := resp[i].(error)
-				return !isErr
+				t := newTxn(tx)
+				resp[i] = t.exec(c.cmd, c.at, c.index)
+				if _, isErr := resp[i].(error); isErr {
+					return false
+				}
+				t.flush()
+				return true
 			})
 		}
 	}

@@ -238,8 +238,8 @@ func (f *FSM) PendingEvents(limit int) ([]Event, error) {
 	err := f.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(buckets[bkEvents]).Cursor()
 		for k, v := c.First(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeEvent(u64(k), v)
+			if err != nil {
 				return err
 			}
 			out = append(out, e)

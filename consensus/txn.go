@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -15,6 +16,11 @@ import (
 type txn struct {
 	tx *bolt.Tx
 	b  [bkMeta + 1]*bolt.Bucket
+
+	// Counters kept in memory during a write transaction and written to
+	// meta by flush: per-state count changes and the event sequence.
+	counts   [6]int64
+	eventSeq uint64 // last sequence number handed out; 0 until loaded
 }
 
 func newTxn(tx *bolt.Tx) *txn {
@@ -110,16 +116,31 @@ func (t *txn) putBuild(k []byte, old, b *Build) {
 }
 
 func (t *txn) addCount(state string, d int64) {
-	key := []byte("count/" + state)
-	n := int64(u64(t.b[bkMeta].Get(key))) + d
-	t.put(bkMeta, key, u64b(uint64(n)))
+	t.counts[stateCode(state)] += d
 }
 
-func (t *txn) addEvent(e Event) {
-	seq := u64(t.b[bkMeta].Get([]byte("event_seq"))) + 1
-	t.put(bkMeta, []byte("event_seq"), u64b(seq))
-	e.Seq = seq
-	t.putJSON(bkEvents, u64b(seq), e)
+// addEvent appends an event of type typ for build key k.
+func (t *txn) addEvent(typ string, k []byte, at time.Time) {
+	if t.eventSeq == 0 {
+		t.eventSeq = u64(t.b[bkMeta].Get([]byte("event_seq")))
+	}
+	t.eventSeq++
+	t.put(bkEvents, u64b(t.eventSeq), encodeEvent(typ, k, at))
+}
+
+// flush writes the counters kept in memory to meta; call it before commit.
+func (t *txn) flush() {
+	for i, d := range t.counts {
+		if d == 0 {
+			continue
+		}
+		key := []byte("count/" + States[i])
+		t.put(bkMeta, key, u64b(uint64(int64(u64(t.b[bkMeta].Get(key)))+d)))
+		t.counts[i] = 0
+	}
+	if t.eventSeq != 0 {
+		t.put(bkMeta, []byte("event_seq"), u64b(t.eventSeq))
+	}
 }
 
 func (t *txn) settings() Settings {
