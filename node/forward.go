@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/drvmesh/drvmesh/consensus"
 )
 
@@ -67,7 +69,10 @@ func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, erro
 	wait := 20 * time.Millisecond
 	for {
 		ids, err := n.applyOnce(ctx, cmd)
-		if err == nil || !retryable(err) {
+		if err == nil {
+			return ids, nil
+		}
+		if !retryable(err) && !(idempotent(cmd) && errors.Is(err, raft.ErrLeadershipLost)) {
 			return ids, err
 		}
 		select {
@@ -85,6 +90,18 @@ func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, erro
 func retryable(err error) bool {
 	var nl *consensus.NotLeaderError
 	return errors.As(err, &nl) || errors.Is(err, ErrNoLeader) || errors.Is(err, errForward)
+}
+
+// idempotent commands may be applied again when raft cannot tell whether
+// an attempt committed (leadership lost mid-commit): a second application
+// changes nothing the first did not.
+func idempotent(cmd consensus.Command) bool {
+	switch cmd.(type) {
+	case *consensus.PutNarInfos, *consensus.SetNarHolder, *consensus.PutNode, *consensus.AckEvents,
+		*consensus.SetSettings, *consensus.AssignBuilds, *consensus.RequeueNode, *consensus.ClearWaiting:
+		return true
+	}
+	return false
 }
 
 var errForward = errors.New("forward to leader")

@@ -19,14 +19,14 @@ import (
 // testMesh runs real nodes in this process: real TCP, TLS, raft,
 // memberlist and libp2p on 127.0.0.1, with timings cut for tests.
 type testMesh struct {
-	t     *testing.T
+	t     testing.TB
 	mu    sync.Mutex
 	nodes map[string]*Node
 	cfgs  map[string]Config
 	base  string
 }
 
-func newTestMesh(t *testing.T) *testMesh {
+func newTestMesh(t testing.TB) *testMesh {
 	t.Helper()
 	m := &testMesh{t: t, nodes: map[string]*Node{}, cfgs: map[string]Config{}, base: t.TempDir()}
 	t.Cleanup(func() {
@@ -42,7 +42,7 @@ func newTestMesh(t *testing.T) *testMesh {
 	return m
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

@@ -51,9 +51,10 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		TrailingLogs:      n.cfg.TrailingLogs,
 	}
 	if n.cfg.Fast {
-		rcfg.HeartbeatTimeout = 50 * time.Millisecond
-		rcfg.ElectionTimeout = 50 * time.Millisecond
-		rcfg.LeaderLeaseTimeout = 25 * time.Millisecond
+		// Tens of milliseconds, with room for -race on two busy cores.
+		rcfg.HeartbeatTimeout = 100 * time.Millisecond
+		rcfg.ElectionTimeout = 100 * time.Millisecond
+		rcfg.LeaderLeaseTimeout = 50 * time.Millisecond
 		rcfg.CommitTimeout = 5 * time.Millisecond
 	}
 	n.raft, err = consensus.New(rcfg)
@@ -129,7 +130,10 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.joinGossip(rctx) }()
-	for _, loop := range []func(context.Context){n.leaderLoop, n.workerLoop, n.metaLoop} {
+	n.leaderStopped = make(chan struct{})
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); defer close(n.leaderStopped); n.leaderLoop(rctx) }()
+	for _, loop := range []func(context.Context){n.workerLoop, n.metaLoop} {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); loop(rctx) }()
 	}
@@ -275,6 +279,14 @@ func (n *Node) leaveGracefully() {
 	}
 	if n.cancel != nil {
 		n.cancel() // stop the leader loops before passing leadership on
+	}
+	if n.leaderStopped != nil {
+		// The hook runner finishes and acknowledges its hook first, or the
+		// next leader would run it again.
+		select {
+		case <-n.leaderStopped:
+		case <-ctx.Done():
+		}
 	}
 	if n.raft.IsLeader() {
 		if err := n.raft.LeadershipTransfer(); err != nil {
