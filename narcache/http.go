@@ -80,6 +80,7 @@ type Handler struct {
 	cache     *narInfoCache
 	versions  VersionIndex // cfg.Index when it implements VersionIndex
 	recheck   time.Duration
+	date      dateHeader
 	cacheInfo []byte
 	posCC     []string
 	negCC     []string

@@ -95,13 +95,14 @@ func renderNarInfo(e Entry, f File, key *store.SecretKey) []byte {
 // the index still has its version, or, within NarInfoRecheck of the last
 // check, without asking the index.
 func (h *Handler) serveNarInfo(w http.ResponseWriter, r *http.Request, hashPart string) {
-	var now time.Time
+	now := time.Now()
+	var checkedAt time.Time // stays zero without a recheck interval
 	if h.recheck > 0 {
-		now = time.Now()
+		checkedAt = now
 	}
 	rd := h.cache.get(hashPart)
 	if rd == nil || !rd.fresh(now, h.recheck) {
-		rd = h.checkNarInfo(hashPart, rd, now)
+		rd = h.checkNarInfo(hashPart, rd, checkedAt)
 		if rd == nil {
 			h.notFound(w)
 			return
@@ -111,14 +112,16 @@ func (h *Handler) serveNarInfo(w http.ResponseWriter, r *http.Request, hashPart 
 	hdr["Content-Type"] = ctNarInfo
 	hdr["Cache-Control"] = h.posCC
 	hdr["Content-Length"] = rd.length
+	hdr["Date"] = h.date.get(now)
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(rd.body)
 	}
 }
 
 // checkNarInfo asks the index about hashPart and returns the rendering to
-// serve: cached when its version is current, otherwise a new one. It
-// returns nil when the index has no servable entry.
+// serve: cached when its version is current, otherwise a new one, either
+// marked as checked at now (zero without a recheck interval). It returns
+// nil when the index has no servable entry.
 func (h *Handler) checkNarInfo(hashPart string, cached *rendered, now time.Time) *rendered {
 	if h.versions != nil && cached != nil {
 		v, ok := h.versions.Version(hashPart)

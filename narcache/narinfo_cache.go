@@ -2,6 +2,7 @@ package narcache
 
 import (
 	"hash/maphash"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +16,7 @@ type rendered struct {
 	version   uint64
 	body      []byte
 	length    []string     // Content-Length header value
-	lastCheck atomic.Int64 // UnixNano of the last time the index confirmed version
+	lastCheck atomic.Int64 // monotonic time (since monoEpoch) the index last confirmed version
 	used      atomic.Bool  // read since the eviction hand last passed
 }
 
@@ -25,51 +26,55 @@ func newRendered(version uint64, body []byte, now time.Time) *rendered {
 	return r
 }
 
+// monoEpoch anchors recheck times to the monotonic clock, so that a wall
+// clock step neither extends nor cuts a recheck interval.
+var monoEpoch = time.Now()
+
 // checked records that the index confirmed the version at now; a zero now
 // (no recheck interval) records nothing.
 func (r *rendered) checked(now time.Time) {
 	if !now.IsZero() {
-		r.lastCheck.Store(now.UnixNano())
+		r.lastCheck.Store(int64(now.Sub(monoEpoch)))
 	}
 }
 
 // fresh reports whether r may be served at now without asking the index.
 func (r *rendered) fresh(now time.Time, recheck time.Duration) bool {
-	return recheck > 0 && now.UnixNano()-r.lastCheck.Load() < int64(recheck)
+	return recheck > 0 && now.Sub(monoEpoch)-time.Duration(r.lastCheck.Load()) < recheck
 }
 
 // narInfoCache keeps rendered narinfos by hash part, one per hash part,
 // in shards so that concurrent readers touch different locks. Reads take
-// a read lock and allocate nothing; each shard evicts with the clock
-// algorithm (a recently read entry gets a second chance), which is close
-// to LRU without writes on the read path.
+// a read lock and allocate nothing. The size bound is global (shards fill
+// unevenly); a put into a full cache evicts from its own shard with the
+// clock algorithm (a recently read entry gets a second chance), which is
+// close to LRU without writes on the read path.
 type narInfoCache struct {
 	seed   maphash.Seed
 	mask   uint64
+	max    int64
+	n      atomic.Int64 // cached renderings, over all shards
 	shards []cacheShard
 }
 
 // cacheShard is one lock's share of the cache.
 type cacheShard struct {
 	mu    sync.RWMutex
-	max   int
 	items map[string]*rendered
 	ring  []string // keys in clock order
 	hand  int
-	_     [40]byte // keep neighbouring shards' locks off one cache line
+	_     [64]byte // keep neighbouring shards' locks off one cache line
 }
 
-// newNarInfoCache returns a cache of about size entries; size <= 0 keeps
-// nothing.
+// newNarInfoCache returns a cache of at most size entries (plus one per
+// shard in the worst case); size <= 0 keeps nothing.
 func newNarInfoCache(size int) *narInfoCache {
 	n := 1
 	for n < 64 && size/(n*2) >= 256 {
 		n *= 2
 	}
-	c := &narInfoCache{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]cacheShard, n)}
-	per := (max(size, 0) + n - 1) / n
+	c := &narInfoCache{seed: maphash.MakeSeed(), mask: uint64(n - 1), max: int64(size), shards: make([]cacheShard, n)}
 	for i := range c.shards {
-		c.shards[i].max = per
 		c.shards[i].items = make(map[string]*rendered)
 	}
 	return c
@@ -93,10 +98,10 @@ func (c *narInfoCache) get(hashPart string) *rendered {
 
 // put caches r for hashPart, replacing any older rendering, and returns r.
 func (c *narInfoCache) put(hashPart string, r *rendered) *rendered {
-	s := c.shard(hashPart)
-	if s.max <= 0 {
+	if c.max <= 0 {
 		return r
 	}
+	s := c.shard(hashPart)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.items[hashPart]; ok {
@@ -105,7 +110,8 @@ func (c *narInfoCache) put(hashPart string, r *rendered) *rendered {
 	}
 	key := strings.Clone(hashPart) // do not pin the request's URL
 	s.items[key] = r
-	if len(s.ring) < s.max {
+	if c.n.Load() < c.max || len(s.ring) == 0 {
+		c.n.Add(1)
 		s.ring = append(s.ring, key)
 		return r
 	}
@@ -133,4 +139,27 @@ func (c *narInfoCache) len() int {
 		s.mu.RUnlock()
 	}
 	return n
+}
+
+// dateHeader keeps the Date header value of the current second, so that
+// busy responses share one formatting instead of net/http formatting the
+// time for each.
+type dateHeader struct {
+	cur atomic.Pointer[dateValue]
+}
+
+type dateValue struct {
+	sec int64
+	hdr []string // never modified once published
+}
+
+// get returns the Date header value for now.
+func (d *dateHeader) get(now time.Time) []string {
+	sec := now.Unix()
+	if v := d.cur.Load(); v != nil && v.sec == sec {
+		return v.hdr
+	}
+	v := &dateValue{sec: sec, hdr: []string{now.UTC().Format(http.TimeFormat)}}
+	d.cur.Store(v)
+	return v.hdr
 }

@@ -33,12 +33,22 @@ func TestNarInfoCache_Put(t *testing.T) {
 		if len(c.shards) < 2 {
 			t.Fatalf("%d shards", len(c.shards))
 		}
-		per := c.shards[0].max
 		for i := range 200000 {
 			c.put(key(i), body(i))
 		}
-		if n := c.len(); n > per*len(c.shards) || n < 65536/2 {
-			t.Fatalf("cache holds %d, bound %d", n, per*len(c.shards))
+		if n := c.len(); n > 65536+len(c.shards) || n < 65536 {
+			t.Fatalf("cache holds %d, want 65536 to %d", n, 65536+len(c.shards))
+		}
+	})
+	t.Run("a working set of exactly size keys stays cached", func(t *testing.T) {
+		c := newNarInfoCache(10000)
+		for round := range 3 {
+			for i := range 10000 {
+				if round > 0 && c.get(key(i)) == nil {
+					t.Fatalf("round %d: key %d was evicted", round, i)
+				}
+				c.put(key(i), body(i))
+			}
 		}
 	})
 	t.Run("read entries get a second chance", func(t *testing.T) {
@@ -177,6 +187,9 @@ func TestHandler_ServeNarInfo(t *testing.T) {
 			if first.Code != 200 || !bytes.Contains(first.Body.Bytes(), []byte("Sig: a:1\n")) ||
 				first.Header().Get("Content-Length") != strconv.Itoa(first.Body.Len()) {
 				t.Fatalf("status %d, headers %v, body:\n%s", first.Code, first.Header(), first.Body)
+			}
+			if _, err := http.ParseTime(first.Header().Get("Date")); err != nil {
+				t.Fatalf("Date header: %v", err)
 			}
 			again := serve(t, h, "GET")
 			if !bytes.Equal(first.Body.Bytes(), again.Body.Bytes()) {
