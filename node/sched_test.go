@@ -36,11 +36,17 @@ func (h *holdBuilder) Close() error { return nil }
 
 // schedMesh is a leader that does not build and two builders.
 func schedMesh(t testing.TB, maxJobs int, systems2 []string) *testMesh {
+	return schedMeshTimed(t, maxJobs, systems2, true)
+}
+
+// schedMeshTimed is schedMesh with test timings (fast) or the LAN
+// defaults a real mesh runs with.
+func schedMeshTimed(t testing.TB, maxJobs int, systems2 []string, fast bool) *testMesh {
 	m := newTestMesh(t)
-	m.bootstrap("lead", nil)
-	m.join("b1", func(c *Config) { c.Builder, c.builder, c.MaxJobs = "nix", &holdBuilder{}, maxJobs })
+	m.bootstrap("lead", func(c *Config) { c.Fast = fast })
+	m.join("b1", func(c *Config) { c.Builder, c.builder, c.MaxJobs, c.Fast = "nix", &holdBuilder{}, maxJobs, fast })
 	m.join("b2", func(c *Config) {
-		c.Builder, c.builder, c.MaxJobs = "nix", &holdBuilder{}, maxJobs
+		c.Builder, c.builder, c.MaxJobs, c.Fast = "nix", &holdBuilder{}, maxJobs, fast
 		if systems2 != nil {
 			c.Systems = systems2
 		}
@@ -121,11 +127,11 @@ func TestNode_Schedule(t *testing.T) {
 	})
 }
 
-// BenchmarkNode_SubmitToAssigned measures, on an idle 3-node mesh, the
-// time from a submission accepted through a follower until that
-// follower's state shows the build assigned.
+// BenchmarkNode_SubmitToAssigned measures, on an idle 3-node mesh with
+// the default LAN timings, the time from a submission accepted through a
+// follower until that follower's state shows the build assigned.
 func BenchmarkNode_SubmitToAssigned(b *testing.B) {
-	m := schedMesh(b, 1<<20, nil)
+	m := schedMeshTimed(b, 1<<20, nil, false)
 	via := m.node("b2")
 	changes, unsub := via.raft.Subscribe()
 	defer unsub()

@@ -50,6 +50,10 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		TrailingLogs:      n.cfg.TrailingLogs,
 	}
+	// Followers learn the commit index from the leader's next append: a
+	// short commit timeout keeps what a follower serves (and so a
+	// client's read after its write through it) within ~10 ms.
+	rcfg.CommitTimeout = 10 * time.Millisecond
 	if n.cfg.Fast {
 		// Tens of milliseconds, with room for -race on two busy cores.
 		rcfg.HeartbeatTimeout = 100 * time.Millisecond
