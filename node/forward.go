@@ -35,6 +35,8 @@ var errorKinds = map[string]error{
 	"bad_command":     consensus.ErrBadCommand,
 	"bad_transition":  consensus.ErrBadTransition,
 	"outputs_missing": consensus.ErrOutputsMissing,
+	// The outcome is unknown: apply retries idempotent commands.
+	"leadership_lost": raft.ErrLeadershipLost,
 }
 
 func errorKind(err error) string {
