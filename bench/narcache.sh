@@ -7,7 +7,9 @@
 # (every core, shared with wrk). Each round runs every server once, in an
 # order that rotates from round to round; the table shows the median of the
 # rounds and each run's value. The load average is printed before and after
-# every round, since other work on the machine skews the numbers.
+# every round, since other work on the machine skews the numbers; the
+# servers' own CPU time per narinfo request (user+sys of the server
+# processes over the run, from /proc) is skewed much less by it.
 # Everything runs on 127.0.0.1 and stops by itself.
 #
 # Usage: bench/narcache.sh [seconds per run, default 10]
@@ -58,6 +60,7 @@ start_go() {
 	fi
 	local pid=$!
 	PIDS+=("$pid")
+	PID[$1]=$pid
 	for _ in $(seq 1 900); do
 		if curl -fs "http://127.0.0.1:$2/nix-cache-info" >/dev/null 2>&1; then return; fi
 		kill -0 "$pid" 2>/dev/null || { cat "$WORK/$1/server.log" >&2; exit 1; }
@@ -66,6 +69,7 @@ start_go() {
 	echo "benchserver $1 did not start" >&2
 	exit 1
 }
+declare -A PID
 start_go go1 "$GO_PORT" 1
 start_go go2 "$GO2_PORT" default
 
@@ -97,6 +101,7 @@ http {
 CONF
 nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" &
 PIDS+=($!)
+PID[nginx]=$!
 for _ in $(seq 1 100); do
 	if curl -fs -o /dev/null "http://127.0.0.1:$NGINX_PORT$(head -1 "$WORK/go1/narinfos.txt")"; then break; fi
 	sleep 0.1
@@ -131,17 +136,31 @@ mbps() {
 		printf "%.1f\n", v * f }'
 }
 run() { wrk -t1 -c"$1" -d"${DUR}s" "${@:2}"; }
+# ticks PID: CPU clock ticks (user+sys) used so far by PID and its children.
+ticks() {
+	local t=0 p
+	for p in "$1" $(pgrep -P "$1" || true); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	echo "$t"
+}
+HZ=$(getconf CLK_TCK)
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
 echo "narcache bench: $N narinfos, ${SIZE_MB} MiB nar, ${DUR}s per run, $ROUNDS rounds, $(nproc) cores"
-declare -A NI NARS
+declare -A NI NARS CPU
 servers=(go1 go2 nginx)
 for r in $(seq 1 "$ROUNDS"); do
 	echo "round $r: load before $(load)"
 	for k in 0 1 2; do
 		s=${servers[$(((r - 1 + k) % 3))]}
-		NI[$s]+="$(run "$CONNS" -s "$WORK/paths.lua" "${URL[$s]}" | rps) "
+		t0=$(ticks "${PID[$s]}")
+		run "$CONNS" -s "$WORK/paths.lua" "${URL[$s]}" >"$WORK/wrk.out"
+		t1=$(ticks "${PID[$s]}")
+		NI[$s]+="$(rps <"$WORK/wrk.out") "
+		reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
+		CPU[$s]+="$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN{printf "%.1f", t / hz * 1e6 / n}') "
 	done
 	for k in 0 1 2; do
 		s=${servers[$(((r - 1 + k) % 3))]}
@@ -158,7 +177,9 @@ row() { # label go1-values go2-values nginx-values
 	printf '%-24s %11s %11s %11s\n' "  runs" "$(echo $2 | tr ' ' /)" "$(echo $3 | tr ' ' /)" "$(echo $4 | tr ' ' /)"
 }
 echo
-echo "medians; go1 = narcache GOMAXPROCS=1, go2 = narcache GOMAXPROCS default ($(nproc)); nginx 1 worker"
+echo "medians; go1 = narcache GOMAXPROCS=1, go2 = narcache GOMAXPROCS default ($(nproc)); nginx 1 worker;"
+echo "ratios narcache/nginx (for CPU per request, lower is better)"
 printf '%-24s %11s %11s %11s %7s %7s\n' "" go1 go2 nginx go1/ng go2/ng
 row "narinfo req/s (c=$CONNS)" "${NI[go1]}" "${NI[go2]}" "${NI[nginx]}"
+row "narinfo server CPU us/req" "${CPU[go1]}" "${CPU[go2]}" "${CPU[nginx]}"
 row "large nar MB/s (c=4)" "${NARS[go1]}" "${NARS[go2]}" "${NARS[nginx]}"

@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/drvmesh/drvmesh/store"
@@ -88,11 +90,12 @@ type Handler struct {
 
 // Header values shared by every response; never modified.
 var (
-	ctNarInfo   = []string{"text/x-nix-narinfo"}
-	ctCacheInfo = []string{"text/x-nix-cache-info"}
-	ctNar       = []string{"application/x-nix-nar"}
-	ctLog       = []string{"text/plain; charset=utf-8"}
-	ccImmutable = []string{"public, max-age=31536000, immutable"}
+	ctNarInfo    = []string{"text/x-nix-narinfo"}
+	ctCacheInfo  = []string{"text/x-nix-cache-info"}
+	ctNar        = []string{"application/x-nix-nar"}
+	ctLog        = []string{"text/plain; charset=utf-8"}
+	ccImmutable  = []string{"public, max-age=31536000, immutable"}
+	acceptRanges = []string{"bytes"}
 )
 
 // NewHandler checks the configuration and builds the handler.
@@ -209,8 +212,8 @@ func (h *Handler) serveNarPath(w http.ResponseWriter, r *http.Request, rest stri
 	h.serveDecompressed(w, r, e)
 }
 
-// serveFile serves a nar file from disk (sendfile through ServeContent) or
-// through a peer.
+// serveFile serves a nar file from disk (whole files by sendFile, ranges
+// through ServeContent) or through a peer.
 func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, want File) {
 	fh, f, err := h.cfg.Disk.Open(want.Key())
 	if err == nil {
@@ -222,7 +225,11 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, want File) {
 		hdr := w.Header()
 		hdr["Content-Type"] = ctNar
 		hdr["Cache-Control"] = ccImmutable
-		http.ServeContent(w, r, "", time.Time{}, fh)
+		if _, ranged := r.Header["Range"]; ranged {
+			http.ServeContent(w, r, "", time.Time{}, fh)
+			return
+		}
+		h.sendFile(w, r, fh)
 		return
 	}
 	if !errors.Is(err, ErrNotFound) {
@@ -231,6 +238,45 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, want File) {
 		return
 	}
 	h.fetchThrough(w, r, want)
+}
+
+// smallFile is the size up to which a nar file is read and written in one
+// piece, so that headers and body leave in one write.
+const smallFile = 32 << 10
+
+// smallBufs holds buffers of smallFile bytes.
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallFile); return &b }}
+
+// sendFile sends a whole nar file: a small one from a pooled buffer, a
+// large one by sendfile. Range requests go through http.ServeContent.
+func (h *Handler) sendFile(w http.ResponseWriter, r *http.Request, fh *os.File) {
+	st, err := fh.Stat()
+	if err != nil {
+		h.log.Error("stat nar", "file", fh.Name(), "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	size := st.Size()
+	hdr := w.Header()
+	hdr["Accept-Ranges"] = acceptRanges
+	hdr["Content-Length"] = []string{strconv.FormatInt(size, 10)}
+	if r.Method == http.MethodHead {
+		return
+	}
+	if size <= smallFile {
+		bp := smallBufs.Get().(*[]byte)
+		defer smallBufs.Put(bp)
+		n, err := io.ReadFull(fh, (*bp)[:size])
+		if err != nil {
+			h.log.Error("read nar", "file", fh.Name(), "err", err)
+			panic(http.ErrAbortHandler) // headers promise size bytes
+		}
+		_, _ = w.Write((*bp)[:n])
+		return
+	}
+	if _, err := io.Copy(w, fh); err != nil {
+		h.log.Debug("send nar", "file", fh.Name(), "err", err)
+	}
 }
 
 // serveDecompressed streams the uncompressed NAR of e from a local
