@@ -101,7 +101,7 @@ func (t *txn) submitBuilds(c *SubmitBuilds, at time.Time, index uint64) (*Submit
 		if err != nil {
 			return nil, err
 		}
-		if t.b[bkBuilds].Get(k) != nil {
+		if t.buildExists(k) {
 			return nil, fmt.Errorf("build %s exists: %w", id, ErrBadCommand)
 		}
 		b := &Build{

@@ -159,12 +159,16 @@ var eventCodes = []string{
 
 // encodeEvent encodes an event of type typ for build key key at time at.
 func encodeEvent(typ string, key []byte, at time.Time) []byte {
+	return appendEvent(make([]byte, 0, 2+16+binaryMaxVarint), typ, key, at)
+}
+
+// appendEvent appends the record of an event to buf.
+func appendEvent(buf []byte, typ string, key []byte, at time.Time) []byte {
 	code := slices.Index(eventCodes, typ)
 	if code < 0 || len(key) != 16 {
 		panic(fmt.Sprintf("consensus: event %q of build %x", typ, key))
 	}
-	out := enc{b: make([]byte, 0, 2+16+binaryMaxVarint)}
-	out.b = append(out.b, eventRecordV1, byte(code))
+	out := enc{b: append(buf, eventRecordV1, byte(code))}
 	out.b = append(out.b, key...)
 	out.time(at)
 	return out.b

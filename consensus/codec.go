@@ -155,9 +155,11 @@ func (d *dec) strs() []string {
 	return ss
 }
 
-func encodeBuild(b *Build) []byte {
-	e := enc{b: make([]byte, 0, 160)}
-	e.b = append(e.b, buildRecordV1)
+func encodeBuild(b *Build) []byte { return appendBuild(make([]byte, 0, 160), b) }
+
+// appendBuild appends the record of b to buf.
+func appendBuild(buf []byte, b *Build) []byte {
+	e := enc{b: append(buf, buildRecordV1)}
 	e.build(b)
 	return e.b
 }

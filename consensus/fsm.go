@@ -91,6 +91,7 @@ func openState(path string) (*bolt.DB, error) {
 		NoSync:         true, // the raft log and snapshots are the durable truth
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		PageSize:       16 << 10,
 		// A large initial mapping avoids remaps, which would wait for a
 		// long snapshot read transaction to end.
 		InitialMmapSize: 1 << 30,

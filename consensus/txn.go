@@ -21,6 +21,62 @@ type txn struct {
 	// meta by flush: per-state count changes and the event sequence.
 	counts   [6]int64
 	eventSeq uint64 // last sequence number handed out; 0 until loaded
+
+	// lastBuild is the greatest build key, once loaded: a key above it is
+	// new without a lookup (ids mostly grow with time).
+	lastBuild   [16]byte
+	lastBuildOK bool
+
+	kbuf  []byte // scratch for keys: bbolt copies keys on Put
+	vbuf  []byte // scratch for encoding values before keep
+	arena []byte // values live until commit; carved from shared chunks
+}
+
+// key returns parts joined by 0 bytes in the scratch buffer, valid until
+// the next call.
+func (t *txn) key(parts ...[]byte) []byte {
+	t.kbuf = t.kbuf[:0]
+	for i, p := range parts {
+		if i > 0 {
+			t.kbuf = append(t.kbuf, 0)
+		}
+		t.kbuf = append(t.kbuf, p...)
+	}
+	return t.kbuf
+}
+
+// stateKey returns state byte + build key in the scratch buffer.
+func (t *txn) stateKey(state string, k []byte) []byte {
+	t.kbuf = append(append(t.kbuf[:0], stateCode(state)), k...)
+	return t.kbuf
+}
+
+// keep copies a value into the transaction's arena (bbolt keeps value
+// slices until commit), saving one allocation per record.
+func (t *txn) keep(v []byte) []byte {
+	if len(v) > 4096 {
+		return bytes.Clone(v)
+	}
+	if cap(t.arena)-len(t.arena) < len(v) {
+		t.arena = make([]byte, 0, 64<<10)
+	}
+	n := len(t.arena)
+	t.arena = append(t.arena, v...)
+	return t.arena[n:len(t.arena):len(t.arena)]
+}
+
+// buildExists reports whether build key k is stored.
+func (t *txn) buildExists(k []byte) bool {
+	if !t.lastBuildOK {
+		if lk, _ := t.b[bkBuilds].Cursor().Last(); lk != nil {
+			copy(t.lastBuild[:], lk)
+		}
+		t.lastBuildOK = true
+	}
+	if bytes.Compare(k, t.lastBuild[:]) > 0 {
+		return false
+	}
+	return t.b[bkBuilds].Get(k) != nil
 }
 
 func newTxn(tx *bolt.Tx) *txn {
@@ -88,16 +144,21 @@ func (t *txn) getBuild(id string) (*Build, []byte, error) {
 func (t *txn) putBuild(k []byte, old, b *Build) {
 	if old == nil || old.State != b.State {
 		if old != nil {
-			t.del(bkByState, append([]byte{stateCode(old.State)}, k...))
+			t.del(bkByState, t.stateKey(old.State, k))
 			t.addCount(old.State, -1)
 		}
-		t.put(bkByState, append([]byte{stateCode(b.State)}, k...), empty)
+		t.put(bkByState, t.stateKey(b.State, k), empty)
 		t.addCount(b.State, 1)
 	}
 	if old == nil {
-		t.put(bkByDrv, join([]byte(b.Derivation), k), empty)
+		t.kbuf = append(append(append(t.kbuf[:0], b.Derivation...), 0), k...)
+		t.put(bkByDrv, t.kbuf, empty)
 		for tk, tv := range b.Tags {
-			t.put(bkByTag, join([]byte(tk+"="+tv), k), empty)
+			t.kbuf = append(append(append(append(t.kbuf[:0], tk...), '='), tv...), 0)
+			t.put(bkByTag, append(t.kbuf, k...), empty)
+		}
+		if t.lastBuildOK && bytes.Compare(k, t.lastBuild[:]) > 0 {
+			copy(t.lastBuild[:], k)
 		}
 	}
 	var oldWait []string
@@ -106,13 +167,14 @@ func (t *txn) putBuild(k []byte, old, b *Build) {
 	}
 	if !slices.Equal(oldWait, b.WaitingFor) {
 		for _, p := range oldWait {
-			t.del(bkWaiting, join([]byte(p), k))
+			t.del(bkWaiting, t.key([]byte(p), k))
 		}
 		for _, p := range b.WaitingFor {
-			t.put(bkWaiting, join([]byte(p), k), empty)
+			t.put(bkWaiting, t.key([]byte(p), k), empty)
 		}
 	}
-	t.put(bkBuilds, k, encodeBuild(b))
+	t.vbuf = appendBuild(t.vbuf[:0], b)
+	t.put(bkBuilds, k, t.keep(t.vbuf))
 }
 
 func (t *txn) addCount(state string, d int64) {
@@ -125,7 +187,8 @@ func (t *txn) addEvent(typ string, k []byte, at time.Time) {
 		t.eventSeq = u64(t.b[bkMeta].Get([]byte("event_seq")))
 	}
 	t.eventSeq++
-	t.put(bkEvents, u64b(t.eventSeq), encodeEvent(typ, k, at))
+	t.vbuf = appendEvent(t.vbuf[:0], typ, k, at)
+	t.put(bkEvents, u64b(t.eventSeq), t.keep(t.vbuf))
 }
 
 // flush writes the counters kept in memory to meta; call it before commit.
