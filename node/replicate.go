@@ -126,6 +126,14 @@ func (n *Node) minCopies() int {
 	return n.cfg.MinCopies
 }
 
+// replicateRequest is the body of /rpc/replicate.
+type replicateRequest struct {
+	HashPart string `json:"hash_part"`
+	// Index is the asker's applied raft index; the asked node waits until
+	// its own state has it before looking the nar up.
+	Index uint64 `json:"index,omitempty"`
+}
+
 // askReplicate asks one node over RPC to copy a nar.
 func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
 	if name == n.cfg.Name {
@@ -135,14 +143,19 @@ func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
 	if err != nil || rec == nil {
 		return fmt.Errorf("%w: node %s", ErrNotFound, name)
 	}
-	body, _ := json.Marshal(map[string]string{"hash_part": hashPart})
+	// The index tells the asked node how far its state must have caught
+	// up to know the nar this node just recorded.
+	body, _ := json.Marshal(replicateRequest{HashPart: hashPart, Index: n.raft.State().AppliedIndex()})
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+rec.Raft+"/rpc/replicate", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	resp, err := n.rpc.Do(req)
+	// A copy may take longer than the RPC client's timeout: ctx bounds it.
+	client := *n.rpc
+	client.Timeout = 0
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -154,18 +167,26 @@ func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
 	return nil
 }
 
-// replicateAsync runs ensureCopies in the background for new nars.
+// replicateAsync runs ensureCopies in the background for new nars. It
+// gives up once the node stops, so that a stop never waits for retries
+// or transfers.
 func (n *Node) replicateAsync(hashParts ...string) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		defer cancel()
+		done := make(chan struct{})
+		defer close(done)
+		go n.cancelOnStop(done, cancel)
 		for _, hp := range hashParts {
 			for attempt := 0; attempt < 5; attempt++ {
 				err := n.ensureCopies(ctx, hp)
 				if err == nil {
 					break
+				}
+				if ctx.Err() != nil {
+					return
 				}
 				n.log.Warn("replicate nar", keyPath, hp, keyErr, err)
 				select {
@@ -176,6 +197,31 @@ func (n *Node) replicateAsync(hashParts ...string) {
 			}
 		}
 	}()
+}
+
+// cancelOnStop calls cancel once the node stops, or returns when done is
+// closed.
+func (n *Node) cancelOnStop(done <-chan struct{}, cancel context.CancelFunc) {
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-poll.C:
+			if n.stopped() {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+// stopped reports whether the node's state has been closed, as it is when
+// the node stops.
+func (n *Node) stopped() bool {
+	_, err := n.raft.State().Settings()
+	return errors.Is(err, consensus.ErrClosed)
 }
 
 // narInfoRecord builds the index record for a nar this node holds.

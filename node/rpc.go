@@ -30,11 +30,13 @@ func (n *Node) handleRPCIndex(w http.ResponseWriter, r *http.Request) {
 
 // handleRPCReplicate makes this node keep a copy of a nar another holds.
 func (n *Node) handleRPCReplicate(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		HashPart string `json:"hash_part"`
-	}
+	var req replicateRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
 		apiError(w, http.StatusBadRequest, "bad replicate request: %v", err)
+		return
+	}
+	if err := n.waitApplied(r.Context(), req.Index); err != nil {
+		apiError(w, http.StatusServiceUnavailable, "replicate %s: %v", req.HashPart, err)
 		return
 	}
 	if err := n.replicateLocal(r.Context(), req.HashPart); err != nil {
