@@ -24,12 +24,32 @@ import (
 const (
 	hookTimeout    = 10 * time.Minute
 	hookMaxBackoff = 5 * time.Minute
+	// hookStopGrace is how long a running hook may go on once this node
+	// stops leading.
+	hookStopGrace = 5 * time.Second
 )
+
+// hookHandover is how long a new leader waits before it runs hooks, and
+// how long a node that lost leadership keeps trying to acknowledge the
+// hooks it ran (through the new leader): an event whose hook ran is then
+// not run again by the next leader.
+func (n *Node) hookHandover() time.Duration {
+	d := 3 * time.Second
+	if n.cfg.Fast {
+		d = 500 * time.Millisecond
+	}
+	return time.Duration(float64(d) * n.cfg.Scale)
+}
 
 // hookLoop drains the event queue while this node leads.
 func (n *Node) hookLoop(ctx context.Context) {
 	changes, unsub := n.raft.Subscribe()
 	defer unsub()
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(n.hookHandover()):
+	}
 	retryAt := map[uint64]time.Time{}
 	failures := map[uint64]int{}
 	for {
@@ -51,7 +71,15 @@ func (n *Node) hookLoop(ctx context.Context) {
 // next retry is due (zero if none waits).
 func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failures map[uint64]int) time.Time {
 	evs, err := n.raft.State().PendingEvents(256)
-	if err != nil || len(evs) == 0 {
+	if err != nil {
+		return time.Time{}
+	}
+	for seq := range n.hookRan {
+		if len(evs) == 0 || seq < evs[0].Seq {
+			delete(n.hookRan, seq) // acknowledged
+		}
+	}
+	if len(evs) == 0 {
 		return time.Time{}
 	}
 	var next time.Time
@@ -60,8 +88,26 @@ func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failu
 		if len(acks) == 0 {
 			return
 		}
-		if _, err := n.apply(context.WithoutCancel(ctx), &consensus.AckEvents{Seqs: acks}); err != nil {
-			n.log.Warn("acknowledge hook events", keyErr, err)
+		// Acknowledging is idempotent: retry, through the next leader if
+		// this node lost leadership meanwhile.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.hookHandover())
+		defer cancel()
+		for {
+			_, err := n.apply(actx, &consensus.AckEvents{Seqs: acks})
+			if err == nil {
+				for _, seq := range acks {
+					delete(n.hookRan, seq)
+				}
+				break
+			}
+			if actx.Err() != nil {
+				n.log.Warn("acknowledge hook events", keyErr, err)
+				break
+			}
+			select {
+			case <-actx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 		acks = acks[:0]
 	}
@@ -69,6 +115,10 @@ func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failu
 	for _, ev := range evs {
 		if ctx.Err() != nil {
 			return time.Time{}
+		}
+		if n.hookRan[ev.Seq] {
+			acks = append(acks, ev.Seq) // ran in an earlier term
+			continue
 		}
 		if t, ok := retryAt[ev.Seq]; ok && time.Now().Before(t) {
 			if next.IsZero() || t.Before(next) {
@@ -78,6 +128,7 @@ func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failu
 		}
 		err := n.runHook(ctx, ev)
 		if err == nil {
+			n.hookRan[ev.Seq] = true
 			delete(retryAt, ev.Seq)
 			delete(failures, ev.Seq)
 			acks = append(acks, ev.Seq)
@@ -121,8 +172,11 @@ func (n *Node) runHook(ctx context.Context, ev consensus.Event) error {
 		return fmt.Errorf("build %s of event %d: %w", ev.BuildID, ev.Seq, err)
 	}
 	stdin, _ := json.Marshal(b)
-	hctx, cancel := context.WithTimeout(ctx, hookTimeout)
+	// A hook that has started finishes even if this node stops leading
+	// meanwhile (within a grace period): the next leader would run it again.
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookTimeout)
 	defer cancel()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(hookStopGrace, cancel) })()
 	cmd := exec.CommandContext(hctx, path)
 	cmd.Stdin = bytes.NewReader(stdin)
 	cmd.Env = append(os.Environ(),

@@ -60,6 +60,13 @@ type Node struct {
 	jobsMu sync.Mutex
 	jobs   map[string]*job // running builds by id
 
+	// hookRan holds the events whose hook ran here but whose
+	// acknowledgement did not commit: leading again, this node
+	// acknowledges them without running the hook a second time.
+	hookRan map[uint64]bool
+	// leaderStopped is closed when the leader loop has returned.
+	leaderStopped chan struct{}
+
 	stopOnce sync.Once
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -72,7 +79,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), jobs: map[string]*job{}, files: map[string]string{}, metrics: newMetrics()}, nil
+	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), jobs: map[string]*job{}, hookRan: map[uint64]bool{}, files: map[string]string{}, metrics: newMetrics()}, nil
 }
 
 // Name is the node's name.
