@@ -199,19 +199,20 @@ func (n *Node) fresh(r *http.Request) error {
 	if addr == "" {
 		return ErrNoLeader
 	}
-	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+"/rpc/commit-index", nil)
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+"/rpc/index", nil)
 	resp, err := n.rpc.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	var ci struct {
-		Index uint64 `json:"index"`
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: the leader's commit index: %s", ErrNoLeader, resp.Status)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&ci); err != nil {
+	var ix indexJSON
+	if err := json.NewDecoder(resp.Body).Decode(&ix); err != nil {
 		return err
 	}
-	for n.raft.AppliedIndex() < ci.Index {
+	for n.raft.AppliedIndex() < ix.Commit {
 		select {
 		case <-r.Context().Done():
 			return r.Context().Err()
