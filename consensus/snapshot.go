@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -156,7 +157,11 @@ func readRecords(tx *bolt.Tx, br *bufio.Reader, n *uint64) (done bool, err error
 		}
 		return fmt.Errorf("%s after %d records: %w (%w)", what, *n, ErrBadSnapshot, err)
 	}
+	var kbuf, arena []byte
 	for range restoreBatch {
+		if cap(arena)-len(arena) < 4096 {
+			arena = make([]byte, 0, 1<<20)
+		}
 		typ, err := br.ReadByte()
 		if err != nil {
 			return false, bad("record type", err)
@@ -174,14 +179,17 @@ func readRecords(tx *bolt.Tx, br *bufio.Reader, n *uint64) (done bool, err error
 		if typ == 0 || int(typ) > len(buckets) {
 			return false, fmt.Errorf("record type %d: %w", typ, ErrBadSnapshot)
 		}
-		k, err := readBytes(br)
-		if err != nil {
+		// bbolt copies keys on Put but keeps values until commit: keys go
+		// to a scratch buffer, values to shared chunks.
+		if kbuf, err = readBytes(br, kbuf[:0]); err != nil {
 			return false, bad("key", err)
 		}
-		v, err := readBytes(br)
-		if err != nil {
+		k := kbuf
+		l := len(arena)
+		if arena, err = readBytes(br, arena); err != nil {
 			return false, bad("value", err)
 		}
+		v := arena[l:len(arena):len(arena)]
 		if err := bks[typ-1].Put(k, v); err != nil {
 			return false, err
 		}
@@ -190,15 +198,17 @@ func readRecords(tx *bolt.Tx, br *bufio.Reader, n *uint64) (done bool, err error
 	return false, nil
 }
 
-func readBytes(br *bufio.Reader) ([]byte, error) {
+// readBytes reads a length-prefixed field and appends it to buf.
+func readBytes(br *bufio.Reader, buf []byte) ([]byte, error) {
 	l, err := binary.ReadUvarint(br)
 	if err != nil {
-		return nil, err
+		return buf, err
 	}
 	if l > 64<<20 {
-		return nil, fmt.Errorf("%d-byte field: %w", l, ErrBadSnapshot)
+		return buf, fmt.Errorf("%d-byte field: %w", l, ErrBadSnapshot)
 	}
-	b := make([]byte, l)
-	_, err = io.ReadFull(br, b)
-	return b, err
+	n := len(buf)
+	buf = slices.Grow(buf, int(l))[:n+int(l)]
+	_, err = io.ReadFull(br, buf[n:])
+	return buf, err
 }
