@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,6 +24,10 @@ import (
 // secrets and the joiner's certificate) with a key derived from the token
 // and the nonce. Someone who watches the exchange without the token learns
 // nothing and can replay nothing.
+
+// errJoinRefused: a member refused the request for good (bad name, name
+// taken); asking again will not help.
+var errJoinRefused = errors.New("join refused")
 
 // joinRequest is what a new machine sends to POST /api/v1/join.
 type joinRequest struct {
@@ -123,8 +128,11 @@ func requestJoin(ctx context.Context, addr, token string, req joinRequest) (*joi
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
 		msg := apiErrorText(data)
-		if resp.StatusCode == http.StatusUnauthorized {
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
 			return nil, fmt.Errorf("%w: %s refused the join: %s", ErrBadToken, addr, msg)
+		case http.StatusBadRequest, http.StatusConflict:
+			return nil, fmt.Errorf("%w: %s: %s", errJoinRefused, addr, msg)
 		}
 		return nil, fmt.Errorf("%s refused the join (%s): %s", addr, resp.Status, msg)
 	}

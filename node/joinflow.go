@@ -47,22 +47,35 @@ func (n *Node) joinMesh(ctx context.Context) error {
 		HTTP: n.httpAdvertise(), Cluster: n.clusterAdvertise(), Gossip: n.gossipAdvertise(),
 		PeerID: pid,
 	}
+	// Members may be electing a leader (503) or restarting: try each
+	// address in turn for up to a minute. A refused token is final.
 	var grant *joinGrant
 	var errs []error
-	for _, addr := range n.cfg.Join {
-		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		grant, err = requestJoin(jctx, addr, n.cfg.JoinToken, req)
-		cancel()
-		if err == nil {
-			break
+	deadline := time.Now().Add(time.Minute)
+	for grant == nil && time.Now().Before(deadline) {
+		errs = errs[:0]
+		for _, addr := range n.cfg.Join {
+			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			grant, err = requestJoin(jctx, addr, n.cfg.JoinToken, req)
+			cancel()
+			if err == nil {
+				break
+			}
+			if errors.Is(err, ErrBadToken) || errors.Is(err, errJoinRefused) {
+				return err
+			}
+			errs = append(errs, err)
 		}
-		if errors.Is(err, ErrBadToken) {
-			return err
+		if grant == nil {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
 		}
-		errs = append(errs, err)
 	}
 	if grant == nil {
-		return fmt.Errorf("no member admitted this node: %w", errors.Join(errs...))
+		return fmt.Errorf("no member admitted this node (is --join right and the mesh up?): %w", errors.Join(errs...))
 	}
 	for _, f := range []struct {
 		rel  string

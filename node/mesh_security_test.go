@@ -175,6 +175,7 @@ func TestMesh_Security(t *testing.T) {
 
 	t.Run("wrong admin token", func(t *testing.T) {
 		id := submitSure(t, n1, 1)
+		testutil.Eventually(t, 10*time.Second, "the build reaches n2", func() bool { return hasBuild(n2, id) })
 		path, nar, q := meshSourceNar(t, "admin token test\n")
 		buildsBefore, err := n1.raft.State().ListBuilds(consensus.BuildFilter{})
 		if err != nil {
