@@ -56,6 +56,8 @@ type Request struct {
 	TrustedKeys []string      // key lines the daemon trusts for it
 	MaxSilent   time.Duration // kill the build after this long without output; 0: no limit
 	Timeout     time.Duration // kill the build after this long; 0: no limit
+
+	cacheDir string // the build's own XDG_CACHE_HOME, set by Build
 }
 
 // Result is what a build produced.

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -160,7 +161,7 @@ func (n *Nix) env(req Request) []string {
 	return append(env,
 		"NIX_CONFIG="+n.nixConf(req),
 		"HOME="+filepath.Join(n.stateDir, "home"),
-		"XDG_CACHE_HOME="+filepath.Join(n.stateDir, "cache"),
+		"XDG_CACHE_HOME="+cmp.Or(req.cacheDir, filepath.Join(n.stateDir, "cache")),
 	)
 }
 
@@ -181,6 +182,18 @@ func (n *Nix) Build(ctx context.Context, req Request, log io.Writer) (Result, er
 	if err := n.files.checkPath(req.DrvPath); err != nil || !strings.HasSuffix(req.DrvPath, ".drv") {
 		return Result{}, fmt.Errorf("build %s: %w", req.DrvPath, ErrBadRequest)
 	}
+	// Each build has its own narinfo cache: Nix commands that share one
+	// race on its SQLite file ("constraint failed" when one re-registers
+	// the cache under another's feet).
+	if err := os.MkdirAll(n.stateDir, 0o755); err != nil {
+		return Result{}, fmt.Errorf("build %s: %w: %v", req.DrvPath, ErrBackend, err)
+	}
+	cacheDir, err := os.MkdirTemp(n.stateDir, "cache-")
+	if err != nil {
+		return Result{}, fmt.Errorf("build %s: %w: %v", req.DrvPath, ErrBackend, err)
+	}
+	defer os.RemoveAll(cacheDir)
+	req.cacheDir = cacheDir
 	if req.Substituter != "" {
 		if res, err := n.fetchDrv(ctx, req, log); err != nil {
 			return res, fmt.Errorf("fetch %s: %w", req.DrvPath, err)
