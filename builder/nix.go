@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -49,6 +50,9 @@ type Nix struct {
 	log      *slog.Logger
 	// started, if set, receives each command's process group (tests).
 	started func(pgid int)
+
+	initMu sync.Mutex
+	inited bool // the chroot store's database exists
 }
 
 var _ Builder = (*Nix)(nil)
@@ -194,6 +198,9 @@ func (n *Nix) Build(ctx context.Context, req Request, log io.Writer) (Result, er
 	}
 	defer os.RemoveAll(cacheDir)
 	req.cacheDir = cacheDir
+	if err := n.initStore(ctx, req); err != nil {
+		return Result{}, fmt.Errorf("build %s: %w", req.DrvPath, err)
+	}
 	if req.Substituter != "" {
 		if res, err := n.fetchDrv(ctx, req, log); err != nil {
 			return res, fmt.Errorf("fetch %s: %w", req.DrvPath, err)
@@ -215,6 +222,32 @@ func (n *Nix) Build(ctx context.Context, req Request, log io.Writer) (Result, er
 		return res, fmt.Errorf("fetch inputs of %s: %w", req.DrvPath, err)
 	}
 	return n.realise(ctx, req, want, log)
+}
+
+// initStore creates a chroot store's database once, before builds run
+// at once: Nix commands that find no database create it, and two doing so
+// together fail with "SQLite database ... is busy".
+func (n *Nix) initStore(ctx context.Context, req Request) error {
+	if n.files.root == "" {
+		return nil
+	}
+	n.initMu.Lock()
+	defer n.initMu.Unlock()
+	if n.inited {
+		return nil
+	}
+	res, err := n.command(req, io.Discard, n.storeBin, append(n.storeArgs(), "--init")...).run(ctx)
+	if err != nil {
+		return err
+	}
+	if res.canceled {
+		return ErrCanceled
+	}
+	if res.exitCode != 0 {
+		return fmt.Errorf("nix-store --init: %w: %s", ErrBackend, lastLines(res.output, 3))
+	}
+	n.inited = true
+	return nil
 }
 
 var (
