@@ -27,7 +27,8 @@ var buckets = [][]byte{
 	[]byte("idx_holder"), // node + 0 + hash part → nil
 	[]byte("nodes"),      // name → Node JSON
 	[]byte("events"),     // seq (8 bytes) → Event JSON
-	[]byte("meta"),       // settings, event_seq, count/<state>
+	[]byte("meta"),       // settings, event_seq, count/<state>, applied
+	[]byte("idx_file"),   // nar file hash (nix32) → hash part
 }
 
 const (
@@ -42,7 +43,12 @@ const (
 	bkNodes
 	bkEvents
 	bkMeta
+	bkByFile
 )
+
+// metaApplied is the meta key of the last applied raft index, so a state
+// restored from a snapshot knows how far it is.
+var metaApplied = []byte("applied")
 
 const stateFile = "fsm.db"
 
@@ -207,6 +213,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			}
 		}
 		t.flush()
+		// Recorded with successful batches only: a rejected command changes
+		// nothing, so the restored index may trail by such entries.
+		t.put(bkMeta, metaApplied, binary.BigEndian.AppendUint64(nil, logs[len(logs)-1].Index))
 		return true
 	})
 	if failed {

@@ -540,3 +540,47 @@ func TestFSM_Restore(t *testing.T) {
 		}
 	})
 }
+
+func TestFSM_NarInfoByFile(t *testing.T) {
+	f := newTestFSM(t)
+	file := func(h string) NarFile { return NarFile{Compression: "zstd", FileHash: "sha256:" + h, FileSize: 10} }
+	rec := NarInfo{StorePath: storePath(7, "pkg"), NarHash: "sha256:" + hashOf(7), NarSize: 100, Files: []NarFile{file("aaa"), file("bbb")}}
+	f.mustApply(&PutNarInfos{Holder: "n1", NarInfos: []NarInfo{rec}}, t0)
+	for _, key := range []string{"aaa", "bbb"} {
+		ni, err := f.NarInfoByFile(key)
+		if err != nil || ni.StorePath != rec.StorePath {
+			t.Fatalf("NarInfoByFile(%s) = %+v, %v", key, ni, err)
+		}
+	}
+	rec.Files = []NarFile{file("bbb")}
+	f.mustApply(&PutNarInfos{Holder: "n1", NarInfos: []NarInfo{rec}}, t0)
+	if _, err := f.NarInfoByFile("aaa"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("dropped file still indexed: %v", err)
+	}
+	if _, err := f.NarInfoByFile("zzz"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown file: %v", err)
+	}
+}
+
+func TestFSM_RestoreAppliedIndex(t *testing.T) {
+	f := newTestFSM(t)
+	for i := 1; i <= 5; i++ {
+		f.submit(i, nil)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	g := newTestFSM(t)
+	if err := g.Restore(sink.reader()); err != nil {
+		t.Fatal(err)
+	}
+	if g.AppliedIndex() != f.AppliedIndex() || g.AppliedIndex() == 0 {
+		t.Fatalf("restored applied index %d, want %d", g.AppliedIndex(), f.AppliedIndex())
+	}
+}

@@ -100,6 +100,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		os.Remove(path)
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	var applied uint64
+	_ = db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(buckets[bkMeta]).Get(metaApplied); len(v) == 8 {
+			applied = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
 	f.mu.Lock()
 	if f.db != nil {
 		f.db.Close()
@@ -109,6 +116,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("swap restored state: %w", err)
+	}
+	if applied > f.applied.Load() {
+		f.applied.Store(applied)
 	}
 	f.notify()
 	return nil

@@ -271,3 +271,19 @@ func (f *FSM) Counts() (map[string]int, error) {
 	})
 	return out, err
 }
+
+// NarInfoByFile returns the nar record one of whose files has this key
+// (the nix32 FileHash), or ErrNotFound.
+func (f *FSM) NarInfoByFile(key string) (*NarInfo, error) {
+	var hash []byte
+	_ = f.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(buckets[bkByFile]).Get([]byte(key)); v != nil {
+			hash = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	if hash == nil {
+		return nil, fmt.Errorf("nar file %s: %w", key, ErrNotFound)
+	}
+	return f.NarInfoByHash(string(hash))
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,7 +16,7 @@ import (
 // primary records.
 type txn struct {
 	tx *bolt.Tx
-	b  [bkMeta + 1]*bolt.Bucket
+	b  [bkByFile + 1]*bolt.Bucket
 
 	// Counters kept in memory during a write transaction and written to
 	// meta by flush: per-state count changes and the event sequence.
@@ -244,7 +245,26 @@ func (t *txn) putNar(hash string, old, n *NarInfo) {
 			t.put(bkHolders, join([]byte(h), []byte(hash)), empty)
 		}
 	}
+	if old != nil {
+		for _, f := range old.Files {
+			if !slices.ContainsFunc(n.Files, func(x NarFile) bool { return x.FileHash == f.FileHash }) {
+				t.del(bkByFile, []byte(fileKey(f.FileHash)))
+			}
+		}
+	}
+	for _, f := range n.Files {
+		t.put(bkByFile, []byte(fileKey(f.FileHash)), []byte(hash))
+	}
 	t.put(bkNars, []byte(hash), encodeNarInfo(n))
+}
+
+// fileKey is the nix32 digest of a "sha256:<nix32>" file hash, the name
+// nar files go by.
+func fileKey(fileHash string) string {
+	if i := strings.IndexByte(fileHash, ':'); i >= 0 {
+		return fileHash[i+1:]
+	}
+	return fileHash
 }
 
 // pathPresent reports whether a store path's nar is recorded with at least
