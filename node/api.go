@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
@@ -212,14 +211,7 @@ func (n *Node) fresh(r *http.Request) error {
 	if err := json.NewDecoder(resp.Body).Decode(&ix); err != nil {
 		return err
 	}
-	for n.raft.AppliedIndex() < ix.Commit {
-		select {
-		case <-r.Context().Done():
-			return r.Context().Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-	return nil
+	return n.waitApplied(r.Context(), ix.Commit)
 }
 
 func (n *Node) handleListBuilds(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -26,7 +27,9 @@ func (n *Node) startCache() error {
 		Dir:     filepath.Join(n.cfg.DataDir, dirNars),
 		Quota:   n.cfg.QuotaBytes,
 		Holders: holdersView{n},
-		Logger:  n.log.With("component", "narcache"),
+		// Keep MinCopies: evict only what enough other nodes hold.
+		MinOtherHolders: max(1, n.cfg.MinCopies-1),
+		Logger:          n.log.With("component", "narcache"),
 	})
 	if err != nil {
 		return err
@@ -67,7 +70,10 @@ func (n *Node) startCache() error {
 		Fetcher:   n.p2p,
 		Logs:      logsView{n},
 		OnBadPeer: n.badPeer,
-		Logger:    n.log.With("component", "cache"),
+		// Narinfos change only when a nar gains a form or a signature:
+		// serve a rendering for a second before asking the index again.
+		NarInfoRecheck: time.Second,
+		Logger:         n.log.With("component", "cache"),
 	})
 	return err
 }
@@ -119,6 +125,18 @@ func (v indexView) Lookup(hashPart string) (narcache.Entry, bool) {
 	v.n.noteFiles(ni)
 	return narcache.Entry{Info: info, Files: files, Version: narInfoVersion(ni)}, true
 }
+
+// Version answers as Lookup would, without building the entry, so the
+// handler re-renders a cached narinfo only when it changed.
+func (v indexView) Version(hashPart string) (uint64, bool) {
+	ni, err := v.n.raft.State().NarInfoByHash(hashPart)
+	if err != nil || ni == nil || len(ni.Files) == 0 {
+		return 0, false
+	}
+	return narInfoVersion(ni), true
+}
+
+var _ narcache.VersionIndex = indexView{}
 
 func (v indexView) Holders(key string) []narcache.Holder {
 	return v.n.holdersOf(key)
@@ -222,13 +240,22 @@ func (n *Node) holdersOf(key string) []narcache.Holder {
 }
 
 // fileIndex maps a nar file key to the store path hash part it belongs
-// to. Files are named by their hash; the node keeps the map in memory,
-// filled as narinfos are seen.
+// to: from a small memory map of the narinfos this node has seen, else
+// from the replicated file index.
 func (n *Node) fileIndex(key string) (string, bool) {
 	n.filesMu.Lock()
-	defer n.filesMu.Unlock()
 	h, ok := n.files[key]
-	return h, ok
+	n.filesMu.Unlock()
+	if ok || n.raft == nil {
+		return h, ok
+	}
+	ni, err := n.raft.State().NarInfoByFile(key)
+	if err != nil || ni == nil {
+		return "", false
+	}
+	n.noteFiles(ni)
+	hp, err := consensus.HashPart(ni.StorePath)
+	return hp, err == nil
 }
 
 func (n *Node) noteFiles(ni *consensus.NarInfo) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,11 +25,14 @@ type testMesh struct {
 	nodes map[string]*Node
 	cfgs  map[string]Config
 	base  string
+
+	logsDone *atomic.Bool
 }
 
 func newTestMesh(t testing.TB) *testMesh {
 	t.Helper()
-	m := &testMesh{t: t, nodes: map[string]*Node{}, cfgs: map[string]Config{}, base: t.TempDir()}
+	m := &testMesh{t: t, nodes: map[string]*Node{}, cfgs: map[string]Config{}, base: t.TempDir(), logsDone: &atomic.Bool{}}
+	t.Cleanup(func() { m.logsDone.Store(true) })
 	t.Cleanup(func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -42,10 +46,18 @@ func newTestMesh(t testing.TB) *testMesh {
 	return m
 }
 
-type tWriter struct{ t testing.TB }
+// tWriter sends logs to the test until it ends; memberlist goroutines
+// that outlive a node's shutdown by a moment may still log, and those
+// lines are dropped.
+type tWriter struct {
+	t    testing.TB
+	done *atomic.Bool
+}
 
 func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
@@ -59,7 +71,7 @@ func (m *testMesh) config(name string, tweak func(*Config)) Config {
 		DataDir: filepath.Join(m.base, name), Name: name,
 		Listen: "127.0.0.1:0", ClusterListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", P2PListen: "127.0.0.1:0",
 		Builder: "none", MaxJobs: 2, Fast: true, DeadAfter: 2 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(tWriter{m.t}, &slog.HandlerOptions{Level: level})).With("test_node", name),
+		Logger: slog.New(slog.NewTextHandler(tWriter{m.t, m.logsDone}, &slog.HandlerOptions{Level: level})).With("test_node", name),
 	}
 	if tweak != nil {
 		tweak(&c)

@@ -42,7 +42,7 @@ func TestNode_EnforceQuota(t *testing.T) {
 	// One copy per nar, so that what the quota node uploads stays its own
 	// until the test copies it elsewhere.
 	m.bootstrap("n1", func(c *Config) { c.MinCopies = 1 })
-	overQuota := &lineCounter{match: "nar store over quota", next: tWriter{t}}
+	overQuota := &lineCounter{match: "nar store over quota", next: tWriter{t, m.logsDone}}
 	q := m.join("q", func(c *Config) {
 		c.QuotaBytes, c.quotaInterval = 1, 100*time.Millisecond
 		c.Logger = slog.New(slog.NewTextHandler(overQuota, &slog.HandlerOptions{Level: slog.LevelWarn}))
