@@ -49,6 +49,13 @@ type HandlerConfig struct {
 	Logs Logs
 	// Key, when set, signs every narinfo as it is rendered.
 	Key *store.SecretKey
+	// GuixKey, when set, adds a Guix Signature field to every narinfo,
+	// in the layout of current guix publish (signed part first), so Guix
+	// clients that authorised the key accept it; Nix reads it as well.
+	GuixKey *store.GuixSecretKey
+	// GuixHost is the host name the Guix signature carries (unsigned,
+	// informational). Default "drvmesh".
+	GuixHost string
 	// NarInfoTTL is the max-age of narinfo responses. Default one hour.
 	NarInfoTTL time.Duration
 	// NegativeTTL is the max-age of 404 responses. Default one minute.

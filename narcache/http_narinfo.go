@@ -74,9 +74,9 @@ func chooseFile(d *Disk, files []File) (File, bool) {
 	return best, found
 }
 
-// renderNarInfo renders the Nix narinfo of e naming file f, adding a
-// signature by key when given.
-func renderNarInfo(e Entry, f File, key *store.SecretKey) []byte {
+// renderNarInfo renders the narinfo of e naming file f, adding a Nix
+// signature by key and a Guix one by guix when given.
+func renderNarInfo(e Entry, f File, key *store.SecretKey, guix *store.GuixSecretKey, host string) []byte {
 	ni := *e.Info
 	ni.Sigs = slices.Clone(e.Info.Sigs)
 	ni.URL = f.URL()
@@ -86,6 +86,12 @@ func renderNarInfo(e Entry, f File, key *store.SecretKey) []byte {
 	ni.Files, ni.Signature, ni.Raw = nil, "", nil
 	if key != nil {
 		key.SignNarInfo(&ni, ni.StoreDir())
+	}
+	if guix != nil {
+		if host == "" {
+			host = "drvmesh"
+		}
+		return guix.GuixNarInfoText(&ni, host)
 	}
 	return ni.Bytes()
 }
@@ -145,5 +151,5 @@ func (h *Handler) checkNarInfo(hashPart string, cached *rendered, now time.Time)
 	if !ok {
 		return nil
 	}
-	return h.cache.put(hashPart, newRendered(e.Version, renderNarInfo(e, f, h.cfg.Key), now))
+	return h.cache.put(hashPart, newRendered(e.Version, renderNarInfo(e, f, h.cfg.Key, h.cfg.GuixKey, h.cfg.GuixHost), now))
 }

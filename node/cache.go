@@ -70,6 +70,8 @@ func (n *Node) startCache() error {
 		Fetcher:   n.p2p,
 		Logs:      logsView{n},
 		OnBadPeer: n.badPeer,
+		GuixKey:   n.guix,
+		GuixHost:  n.cfg.Name,
 		// Narinfos change only when a nar gains a form or a signature:
 		// serve a rendering for a second before asking the index again.
 		NarInfoRecheck: time.Second,
