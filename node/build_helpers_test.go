@@ -124,10 +124,14 @@ func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string)
 	return res.Builds
 }
 
-// build reads one build through node n's API, as a client would.
+// getBuild reads one build through node n's API, as a client would; nil
+// while the mesh elects a leader.
 func getBuild(t *testing.T, n *Node, id string) *consensus.Build {
 	t.Helper()
 	code, body := httpDo(t, http.MethodGet, n.apiURL("/api/v1/builds/"+id+"?fresh=1"), "", nil)
+	if code == http.StatusServiceUnavailable {
+		return nil
+	}
 	if code != http.StatusOK {
 		t.Fatalf("GET build %s: %d %s", id, code, body)
 	}
@@ -142,8 +146,15 @@ func getBuild(t *testing.T, n *Node, id string) *consensus.Build {
 func waitState(t *testing.T, n *Node, id string, timeout time.Duration, states ...string) *consensus.Build {
 	t.Helper()
 	var b *consensus.Build
+	defer func() {
+		if t.Failed() {
+			t.Logf("build %s last seen as %+v", id, b)
+		}
+	}()
 	testutil.Eventually(t, timeout, fmt.Sprintf("build %s reaches %v", id, states), func() bool {
-		b = getBuild(t, n, id)
+		if b = getBuild(t, n, id); b == nil {
+			return false
+		}
 		for _, s := range states {
 			if b.State == s {
 				return true
