@@ -332,5 +332,3 @@ func statusOf(err error) int {
 	}
 	return http.StatusInternalServerError
 }
-
-var _ = fmt.Sprintf

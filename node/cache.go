@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -315,5 +314,3 @@ func (v logsView) OpenLog(ctx context.Context, drvBase string) (io.ReadCloser, e
 func (n *Node) logPath(buildID string) string {
 	return filepath.Join(n.cfg.DataDir, dirLogs, buildID+".log")
 }
-
-var _ = os.Open

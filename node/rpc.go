@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-
-	"github.com/drvmesh/drvmesh/consensus"
 )
 
 // rpcHandler serves node-to-node calls on the cluster port. Every caller
@@ -45,5 +43,3 @@ func (n *Node) handleRPCReplicate(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"ok": req.HashPart})
 }
-
-var _ = consensus.ErrNotFound

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"github.com/drvmesh/drvmesh/builder"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
-	"github.com/drvmesh/drvmesh/narcache"
 )
 
 func randRead(b []byte) (int, error) { return rand.Read(b) }
@@ -321,9 +319,6 @@ func (n *Node) allowPeer(id peer.ID) bool {
 	}
 	return false
 }
-
-var _ = errors.New
-var _ = narcache.CompressionZstd
 
 // bootstrappedHere reports whether this node made the mesh and no other
 // node was ever admitted: then there is nobody to join.

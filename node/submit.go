@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -308,5 +307,3 @@ func (n *Node) submitMissing(ctx context.Context) {
 	}
 	n.log.Info("submitted builds for missing inputs", keyCount, len(res))
 }
-
-var _ = errors.New
