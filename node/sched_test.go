@@ -157,3 +157,21 @@ func BenchmarkNode_SubmitToAssigned(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+func TestNode_RestartHandsBackStaleBuilds(t *testing.T) {
+	m := schedMesh(t, 1, nil)
+	lead := m.node("lead")
+	id := submitSystem(t, lead, 1, hostSystem())
+	var on string
+	testutil.Eventually(t, 10*time.Second, "the build runs", func() bool {
+		b, _ := lead.raft.State().GetBuild(id)
+		on = b.Node
+		return b.State == consensus.StateBuilding
+	})
+	m.kill(on)
+	m.restart(on)
+	testutil.Eventually(t, 20*time.Second, "the build runs again after the restart", func() bool {
+		b, _ := lead.raft.State().GetBuild(id)
+		return b.State == consensus.StateBuilding && len(b.Attempts) >= 2 && b.Attempts[0].Result == consensus.ResultLost
+	})
+}

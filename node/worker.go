@@ -38,6 +38,9 @@ func (n *Node) workerLoop(ctx context.Context) {
 	}
 	changes, unsub := n.raft.Subscribe()
 	defer unsub()
+	if !n.handBackStale(ctx) {
+		return
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -226,4 +229,36 @@ func (n *Node) ingestOutput(ctx context.Context, path string) (narcache.Nar, err
 	go func() { pw.CloseWithError(n.builder.OutputNAR(ctx, path, pw)) }()
 	defer pr.Close()
 	return n.disk.Ingest(ctx, bufio.NewReaderSize(pr, 1<<20), narcache.Expect{})
+}
+
+// handBackStale returns to the queue the builds the state still gives
+// this node from before a restart: their processes died with the old
+// node. It runs once, before this node picks up new work, and reports
+// false if the node stopped first.
+func (n *Node) handBackStale(ctx context.Context) bool {
+	for {
+		st := n.raft.State()
+		stale := false
+		for _, state := range []string{consensus.StateScheduled, consensus.StateBuilding} {
+			bs, _ := st.ListBuilds(consensus.BuildFilter{State: state})
+			for _, b := range bs {
+				stale = stale || b.Node == n.cfg.Name
+			}
+		}
+		if !stale {
+			return true
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ids, err := n.apply(actx, &consensus.RequeueNode{Node: n.cfg.Name})
+		cancel()
+		if err == nil {
+			n.log.Info("handed back builds left from before the restart", keyCount, len(ids))
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
