@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -63,11 +64,22 @@ type P2PConfig struct {
 	OnBadPeer func(peerID string, err error)
 	// NATPortMap asks the gateway for a port mapping (UPnP / NAT-PMP).
 	NATPortMap bool
-	// HolePunching enables direct connection upgrade through relays.
+	// HolePunching enables DCUtR, the upgrade of a relayed connection to
+	// a direct one. It is on anyway when RelayService, ForcePrivate or
+	// Relays is set.
 	HolePunching bool
-	// Relays are public members used as static relays (AutoRelay) by a
-	// node behind NAT; setting them enables the relay transport.
+	// Relays are public members on which a node behind NAT holds a
+	// circuit relay reservation, so that members can reach it at
+	// RELAYADDR/p2p/RELAY/p2p-circuit/p2p/SELF; Addrs lists those
+	// addresses once a reservation is held.
 	Relays []peer.AddrInfo
+	// RelayService runs a circuit relay v2 for members behind NAT, with
+	// no per-connection data or time limit (see relayResources). Only
+	// members can reserve a slot or be relayed to.
+	RelayService bool
+	// ForcePrivate declares the node unreachable from outside (behind
+	// NAT): it then lists its relay addresses first in Addrs.
+	ForcePrivate bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -77,8 +89,11 @@ type P2P struct {
 	cfg P2PConfig
 	log *slog.Logger
 
-	mu   sync.Mutex
-	host host.Host
+	mu         sync.Mutex
+	host       host.Host
+	relay      *relayv2.Relay // the relay service, nil unless RelayService
+	relayCount *relayCounter
+	keeper     *relayKeeper // reservations on Relays, nil without
 }
 
 // NewP2P checks the configuration; Start opens the host.
@@ -118,34 +133,66 @@ func (p *P2P) Start(ctx context.Context) error {
 	if p.cfg.NATPortMap {
 		opts = append(opts, libp2p.NATPortMap())
 	}
-	if p.cfg.HolePunching {
+	// Every node can dial a member through a relay: the relay transport
+	// is always on. The member gater still sees, and refuses, any
+	// non-member at the far end of a circuit (InterceptSecured).
+	opts = append(opts, libp2p.EnableRelay())
+	relayed := p.cfg.RelayService || p.cfg.ForcePrivate || len(p.cfg.Relays) > 0
+	if p.cfg.HolePunching || relayed {
 		opts = append(opts, libp2p.EnableHolePunching())
 	}
-	if len(p.cfg.Relays) > 0 {
-		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableAutoRelayWithStaticRelays(p.cfg.Relays))
-	} else {
-		opts = append(opts, libp2p.DisableRelay())
+	if p.cfg.ForcePrivate {
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		return fmt.Errorf("start libp2p host: %w", err)
 	}
+	var (
+		rs     *relayv2.Relay
+		count  *relayCounter
+		keeper *relayKeeper
+	)
+	if p.cfg.RelayService {
+		count = &relayCounter{}
+		if rs, err = startRelayService(h, p.cfg.Allow, count); err != nil {
+			_ = h.Close()
+			return fmt.Errorf("start relay service: %w", err)
+		}
+	}
+	if len(p.cfg.Relays) > 0 {
+		keeper = newRelayKeeper(h, p.cfg.Relays, p.log)
+		if err := keeper.start(); err != nil {
+			if rs != nil {
+				_ = rs.Close()
+			}
+			_ = h.Close()
+			return fmt.Errorf("start relay reservations: %w", err)
+		}
+	}
 	h.SetStreamHandler(NarProtocol, p.serve)
 	p.mu.Lock()
-	p.host = h
+	p.host, p.relay, p.relayCount, p.keeper = h, rs, count, keeper
 	p.mu.Unlock()
-	p.log.Info("libp2p host started", "peer", h.ID().String(), "addrs", fmt.Sprint(h.Addrs()))
+	p.log.Info("libp2p host started", "peer", h.ID().String(), "addrs", fmt.Sprint(h.Addrs()),
+		"relay_service", p.cfg.RelayService, "relays", len(p.cfg.Relays), "private", p.cfg.ForcePrivate)
 	return nil
 }
 
 // Close stops the host.
 func (p *P2P) Close() error {
 	p.mu.Lock()
-	h := p.host
-	p.host = nil
+	h, rs, keeper := p.host, p.relay, p.keeper
+	p.host, p.relay, p.keeper = nil, nil, nil
 	p.mu.Unlock()
 	if h == nil {
 		return nil
+	}
+	if keeper != nil {
+		keeper.stop()
+	}
+	if rs != nil {
+		_ = rs.Close()
 	}
 	h.RemoveStreamHandler(NarProtocol)
 	if err := h.Close(); err != nil {
@@ -167,17 +214,42 @@ func (p *P2P) ID() peer.ID {
 	return id
 }
 
-// Addrs are the multiaddrs the host listens on, nil before Start.
+// Addrs are the multiaddrs members can reach this node at, nil before
+// Start: the host's own addresses and, once a reservation is held, its
+// circuit addresses through each static relay. A node behind NAT
+// (ForcePrivate) lists the circuit addresses first, since its own are
+// unreachable from outside; other nodes list them last.
 func (p *P2P) Addrs() []string {
-	h := p.Host()
+	p.mu.Lock()
+	h, keeper := p.host, p.keeper
+	p.mu.Unlock()
 	if h == nil {
 		return nil
 	}
-	var out []string
-	for _, a := range h.Addrs() {
-		out = append(out, a.String())
+	var direct, circuit []string
+	seen := map[string]bool{}
+	add := func(a ma.Multiaddr) {
+		s := a.String()
+		if seen[s] {
+			return
+		}
+		seen[s] = true
+		if isCircuit(a) {
+			circuit = append(circuit, s)
+		} else {
+			direct = append(direct, s)
+		}
 	}
-	return out
+	for _, a := range keeper.addrs() {
+		add(a)
+	}
+	for _, a := range h.Addrs() {
+		add(a)
+	}
+	if p.cfg.ForcePrivate {
+		return append(circuit, direct...)
+	}
+	return append(direct, circuit...)
 }
 
 // serve answers one NarProtocol request from the local disk.
@@ -249,13 +321,18 @@ func (p *P2P) Fetch(ctx context.Context, h Holder, f File) (io.ReadCloser, int64
 		return nil, 0, fmt.Errorf("fetch from %s: %w", h.ID, ErrNotMember)
 	}
 	for _, a := range h.Addrs {
-		m, err := ma.NewMultiaddr(a)
+		m, err := holderAddr(a, pid)
 		if err != nil {
-			return nil, 0, fmt.Errorf("fetch: address %q: %w", a, err)
+			return nil, 0, fmt.Errorf("fetch: %w", err)
 		}
-		host.Peerstore().AddAddr(pid, m, peerstore.TempAddrTTL)
+		if m != nil {
+			host.Peerstore().AddAddr(pid, m, peerstore.TempAddrTTL)
+		}
 	}
-	s, err := host.NewStream(ctx, pid, NarProtocol)
+	// A connection through a relay that limits circuits is "limited":
+	// open the stream on it anyway. A relay run by RelayService sets no
+	// limit, so a nar of any size crosses it.
+	s, err := host.NewStream(network.WithAllowLimitedConn(ctx, "nar transfer"), pid, NarProtocol)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open nar stream to %s: %w", h.ID, err)
 	}
@@ -291,6 +368,24 @@ func (p *P2P) Fetch(ctx context.Context, h Holder, f File) (io.ReadCloser, int64
 		return nil, 0, fmt.Errorf("%w: %s offers %d bytes, want %d", ErrHashMismatch, h.ID, n, f.FileSize)
 	}
 	return &streamBody{s: s, left: n}, n, nil
+}
+
+// holderAddr parses one of a holder's addresses. A trailing /p2p/ID must
+// name the holder, and is dropped: the peerstore keys addresses by peer.
+// A circuit address (RELAYADDR/p2p/RELAY/p2p-circuit) keeps the relay.
+func holderAddr(a string, pid peer.ID) (ma.Multiaddr, error) {
+	m, err := ma.NewMultiaddr(a)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", a, err)
+	}
+	transport, id := peer.SplitAddr(m)
+	if id == "" {
+		return m, nil
+	}
+	if id != pid {
+		return nil, fmt.Errorf("address %q does not lead to %s: %w", a, pid, ErrPeer)
+	}
+	return transport, nil // nil for a bare /p2p/ID: the peerstore decides
 }
 
 // streamBody reads exactly the announced length from a stream.

@@ -46,6 +46,13 @@ type testNode struct {
 
 func newTestNode(t testing.TB, disk *Disk) *testNode {
 	t.Helper()
+	return newTestNodeWith(t, disk, nil)
+}
+
+// newTestNodeWith is newTestNode with a hook that adjusts the config
+// before the host starts.
+func newTestNodeWith(t testing.TB, disk *Disk, adjust func(*P2PConfig)) *testNode {
+	t.Helper()
 	dir := t.TempDir()
 	if disk == nil {
 		disk = newTestDisk(t, DiskConfig{Dir: dir})
@@ -55,8 +62,12 @@ func newTestNode(t testing.TB, disk *Disk) *testNode {
 		t.Fatal(err)
 	}
 	n := &testNode{disk: disk, mem: &members{ids: map[peer.ID]bool{}}, bad: &badPeers{}}
-	n.p2p, err = NewP2P(P2PConfig{Identity: key, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-		Allow: n.mem.allow, Disk: disk, OnBadPeer: n.bad.report, Logger: testLogger(t)})
+	cfg := P2PConfig{Identity: key, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+		Allow: n.mem.allow, Disk: disk, OnBadPeer: n.bad.report, Logger: testLogger(t)}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	n.p2p, err = NewP2P(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
