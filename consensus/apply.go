@@ -45,6 +45,7 @@ func (t *txn) exec(cmd Command, at time.Time, index uint64) any {
 		}
 	case *SetSettings:
 		t.putJSON(bkMeta, []byte("settings"), c.Settings)
+		t.ch.setting()
 	case *ClearWaiting:
 		err = t.clearWaiting(c)
 	default:
@@ -386,6 +387,7 @@ func (t *txn) putNode(c *PutNode) error {
 		return fmt.Errorf("node without name: %w", ErrBadCommand)
 	}
 	t.putJSON(bkNodes, []byte(c.Node.Name), c.Node)
+	t.ch.node()
 	return nil
 }
 
@@ -394,6 +396,7 @@ func (t *txn) removeNode(c *RemoveNode) error {
 		return fmt.Errorf("node %q: %w", c.Name, ErrNotFound)
 	}
 	t.del(bkNodes, []byte(c.Name))
+	t.ch.node()
 	prefix := append([]byte(c.Name), 0)
 	for _, hk := range t.prefixKeys(bkHolders, prefix) {
 		hash := string(hk[len(prefix):])

@@ -68,6 +68,12 @@ type FSM struct {
 	subMu   sync.Mutex
 	subs    map[int]chan struct{}
 	nextSub int
+
+	// Open change feeds (changes.go); watched is their number, read on
+	// every apply without the lock.
+	feedMu  sync.Mutex
+	feeds   map[*ChangeFeed]struct{}
+	watched atomic.Int32
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -200,8 +206,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.mu.RLock()
 	db := f.db
 	failed := false
+	cs := f.newChangeSet()
 	f.update(db, func(tx *bolt.Tx) bool {
 		t := newTxn(tx)
+		t.ch = cs
 		for i, c := range cmds {
 			if c.cmd == nil {
 				continue
@@ -218,13 +226,18 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		t.put(bkMeta, metaApplied, binary.BigEndian.AppendUint64(nil, logs[len(logs)-1].Index))
 		return true
 	})
-	if failed {
+	if !failed {
+		f.publish(cs, false)
+	} else {
+		// Only the commands that commit report their changes.
 		for i, c := range cmds {
 			if c.cmd == nil {
 				continue
 			}
-			f.update(db, func(tx *bolt.Tx) bool {
+			cs := f.newChangeSet()
+			committed := f.update(db, func(tx *bolt.Tx) bool {
 				t := newTxn(tx)
+				t.ch = cs
 				resp[i] = t.exec(c.cmd, c.at, c.index)
 				if _, isErr := resp[i].(error); isErr {
 					return false
@@ -232,6 +245,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 				t.flush()
 				return true
 			})
+			if committed {
+				f.publish(cs, false)
+			}
 		}
 	}
 	f.mu.RUnlock()
@@ -242,9 +258,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return resp
 }
 
-// update runs fn in a write transaction, committing when it returns true.
-// A failing commit panics: the state would no longer follow the log.
-func (f *FSM) update(db *bolt.DB, fn func(*bolt.Tx) bool) {
+// update runs fn in a write transaction, committing when it returns true,
+// and reports whether it committed. A failing commit panics: the state
+// would no longer follow the log.
+func (f *FSM) update(db *bolt.DB, fn func(*bolt.Tx) bool) bool {
 	tx, err := db.Begin(true)
 	if err != nil {
 		panic(fmt.Sprintf("consensus: begin fsm transaction: %v", err))
@@ -253,11 +270,12 @@ func (f *FSM) update(db *bolt.DB, fn func(*bolt.Tx) bool) {
 		if err := tx.Rollback(); err != nil {
 			panic(fmt.Sprintf("consensus: roll back fsm transaction: %v", err))
 		}
-		return
+		return false
 	}
 	if err := tx.Commit(); err != nil {
 		panic(fmt.Sprintf("consensus: commit fsm transaction: %v", err))
 	}
+	return true
 }
 
 // view runs fn in a read transaction of the current state.

@@ -120,6 +120,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if applied > f.applied.Load() {
 		f.applied.Store(applied)
 	}
+	f.publish(nil, true)
 	f.notify()
 	return nil
 }

@@ -28,6 +28,10 @@ type txn struct {
 	lastBuild   [16]byte
 	lastBuildOK bool
 
+	// ch records what the transaction changes for open change feeds;
+	// nil when none is open.
+	ch *changeSet
+
 	kbuf  []byte // scratch for keys: bbolt copies keys on Put
 	vbuf  []byte // scratch for encoding values before keep
 	arena []byte // values live until commit; carved from shared chunks
@@ -176,6 +180,7 @@ func (t *txn) putBuild(k []byte, old, b *Build) {
 	}
 	t.vbuf = appendBuild(t.vbuf[:0], b)
 	t.put(bkBuilds, k, t.keep(t.vbuf))
+	t.ch.build(b.ID)
 }
 
 func (t *txn) addCount(state string, d int64) {
@@ -256,6 +261,7 @@ func (t *txn) putNar(hash string, old, n *NarInfo) {
 		t.put(bkByFile, []byte(fileKey(f.FileHash)), []byte(hash))
 	}
 	t.put(bkNars, []byte(hash), encodeNarInfo(n))
+	t.ch.nar(hash)
 }
 
 // fileKey is the nix32 digest of a "sha256:<nix32>" file hash, the name
