@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -46,14 +47,20 @@ func (n *Node) startCache() error {
 		relays = append(relays, *ai)
 	}
 	n.p2p, err = narcache.NewP2P(narcache.P2PConfig{
-		Identity:     id,
-		ListenAddrs:  []string{multiaddrOf(n.cfg.P2PListen)},
-		Allow:        n.allowPeer,
-		Disk:         n.disk,
-		OnBadPeer:    n.badPeer,
-		NATPortMap:   len(relays) > 0,
-		HolePunching: len(relays) > 0,
+		Identity:    id,
+		ListenAddrs: []string{multiaddrOf(n.cfg.P2PListen)},
+		Allow:       n.allowPeer,
+		Disk:        n.disk,
+		OnBadPeer:   n.badPeer,
+		NATPortMap:  len(relays) > 0,
+		// Any member may fetch from one behind NAT over a relay; DCUtR
+		// then turns the relayed connection into a direct one when it can,
+		// and needs both ends.
+		HolePunching: true,
 		Relays:       relays,
+		RelayService: n.cfg.RelayService,
+		// Relays are for nodes behind NAT: announce the relay address.
+		ForcePrivate: len(relays) > 0,
 		Logger:       n.log.With("component", "p2p"),
 	})
 	if err != nil {
@@ -62,6 +69,7 @@ func (n *Node) startCache() error {
 	if err := n.p2p.Start(context.Background()); err != nil {
 		return fmt.Errorf("%w; pick another --listen or --p2p-listen", err)
 	}
+	n.announceRelay()
 	n.cache, err = narcache.NewHandler(narcache.HandlerConfig{
 		StoreDir:  n.cfg.StoreDir,
 		Disk:      n.disk,
@@ -77,6 +85,37 @@ func (n *Node) startCache() error {
 		Logger:         n.log.With("component", "cache"),
 	})
 	return err
+}
+
+// relayWait bounds how long a node behind NAT waits at start for a relay
+// reservation, so that the address it records is one members can reach.
+const relayWait = 10 * time.Second
+
+// announceRelay logs what an operator needs for the relay side: on a
+// relay, the --relays value for members behind NAT; on a node behind NAT,
+// whether a relay holds a slot for it yet.
+func (n *Node) announceRelay() {
+	id := n.p2p.ID().String()
+	if n.cfg.RelayService {
+		var addrs []string
+		for _, a := range n.p2p.Addrs() {
+			if !strings.Contains(a, "/p2p-circuit") {
+				addrs = append(addrs, a+"/p2p/"+id)
+			}
+		}
+		n.log.Info("circuit relay running for members behind NAT; they join with --relays ADDR",
+			"addrs", strings.Join(addrs, ","))
+	}
+	if len(n.cfg.RelayPeers) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), relayWait)
+	defer cancel()
+	if err := n.p2p.WaitReserved(ctx); err != nil {
+		n.log.Warn("no relay reservation yet; members cannot fetch from this node until one holds", keyErr, err)
+		return
+	}
+	n.log.Info("reachable through a relay", "p2p", n.p2p.Addrs()[0]+"/p2p/"+id)
 }
 
 func (n *Node) badPeer(peerID string, err error) {

@@ -68,9 +68,14 @@ type Config struct {
 	JoinTokenTTL time.Duration
 	// GuixKey makes the mesh sign narinfos in the Guix style too.
 	GuixKey bool
-	// RelayPeers are libp2p multiaddrs of public members that relay for
-	// nodes behind NAT.
+	// RelayPeers are libp2p multiaddrs (ADDR/p2p/PEERID) of public members
+	// started with RelayService. Setting them declares this node behind
+	// NAT: it holds a reservation on each and announces its address
+	// through them, so members can fetch nars from it.
 	RelayPeers []string
+	// RelayService runs a libp2p circuit relay for members behind NAT.
+	// Give it only to members reachable from the internet.
+	RelayService bool
 	// Logger receives the node's logs (default: slog.Default()).
 	Logger *slog.Logger
 	// Fast cuts raft and gossip timings to tens of milliseconds (tests).

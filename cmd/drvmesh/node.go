@@ -44,7 +44,8 @@ func nodeFlags(fs *flag.FlagSet) func() (node.Config, error) {
 	quota := fs.Int64("quota", 0, "bytes of nars this node keeps at most (0: no limit)")
 	scale := fs.Float64("timing-scale", 1, "multiply raft and gossip timings (LAN 1; WAN or volunteer meshes 3-10)")
 	guixKey := fs.Bool("guix-key", false, "also make a Guix signing key when bootstrapping")
-	relays := fs.String("relays", "", "libp2p multiaddrs of public members that relay for nodes behind NAT")
+	relays := fs.String("relays", "", "for a node behind NAT: libp2p multiaddrs (ADDR/p2p/PEERID, comma-separated) of members started with --relay-service")
+	relayService := fs.Bool("relay-service", false, "run a libp2p circuit relay for members behind NAT")
 	tokenTTL := fs.Duration("join-token-ttl", 0, "how long the join token of a new mesh is valid (0: until rotated)")
 	verbose := fs.Bool("verbose", false, "debug logging")
 	return func() (node.Config, error) {
@@ -59,6 +60,7 @@ func nodeFlags(fs *flag.FlagSet) func() (node.Config, error) {
 			Systems: splitList(*systems), Features: splitList(*features), MaxJobs: *maxJobs,
 			HooksDir: *hooks, Retries: *retries, Strategy: *strategy, MinCopies: *minCopies,
 			QuotaBytes: *quota, Scale: *scale, GuixKey: *guixKey, RelayPeers: splitList(*relays),
+			RelayService: *relayService,
 			JoinTokenTTL: *tokenTTL,
 			Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 		}
