@@ -53,6 +53,13 @@ type Request struct {
 	// http://127.0.0.1:7700; the daemon fetches the .drv, its sources and
 	// its inputs from there. Empty means the store's own settings.
 	Substituter string
+	// Prepared says the caller has checked that Substituter holds the
+	// .drv, its input sources and the outputs of its input derivations.
+	// The daemon then substitutes them itself while it realises, in one
+	// step. Without it, Build first fetches them in steps that never
+	// build an input, so an input the substituter lacks is reported
+	// missing (with Prepared, the daemon would build it).
+	Prepared    bool
 	TrustedKeys []string      // key lines the daemon trusts for it
 	MaxSilent   time.Duration // kill the build after this long without output; 0: no limit
 	Timeout     time.Duration // kill the build after this long; 0: no limit

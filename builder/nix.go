@@ -201,6 +201,9 @@ func (n *Nix) Build(ctx context.Context, req Request, log io.Writer) (Result, er
 	if err := n.initStore(ctx, req); err != nil {
 		return Result{}, fmt.Errorf("build %s: %w", req.DrvPath, err)
 	}
+	if req.Prepared {
+		return n.realise(ctx, req, nil, log)
+	}
 	if req.Substituter != "" {
 		if res, err := n.fetchDrv(ctx, req, log); err != nil {
 			return res, fmt.Errorf("fetch %s: %w", req.DrvPath, err)
@@ -340,7 +343,8 @@ const (
 	nixExitBuildMax    = 107
 )
 
-// realise builds the wanted outputs.
+// realise builds the wanted outputs; a nil want is read from the .drv
+// once the realise has substituted it.
 func (n *Nix) realise(ctx context.Context, req Request, want map[string]string, log io.Writer) (Result, error) {
 	target := req.DrvPath
 	if len(req.Outputs) > 0 {
@@ -371,6 +375,15 @@ func (n *Nix) realise(ctx context.Context, req Request, want map[string]string, 
 			return Result{MissingInputs: missing}, fmt.Errorf("build %s: %w", req.DrvPath, ErrMissingInputs)
 		}
 		return Result{}, fmt.Errorf("build %s: %w: %s", req.DrvPath, ErrBackend, lastLines(res.output, 3))
+	}
+	if want == nil { // prepared: the .drv arrived with the realise
+		d, err := n.files.readDerivation(req.DrvPath)
+		if err != nil {
+			return Result{}, fmt.Errorf("build %s: %w", req.DrvPath, err)
+		}
+		if want, err = wantedOutputs(d, req.DrvPath, req.Outputs); err != nil {
+			return Result{}, fmt.Errorf("build: %w", err)
+		}
 	}
 	outs, err := n.files.matchOutputs(want, res.stdout)
 	if err != nil {

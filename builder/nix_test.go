@@ -144,6 +144,39 @@ func TestNix_Build(t *testing.T) {
 		}
 	})
 
+	t.Run("prepared: one realise substitutes and builds", func(t *testing.T) {
+		storeC := filepath.Join(f.dir, "c")
+		nc, err := NewNix(NixConfig{Store: "local?root=" + storeC})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		for _, attr := range []string{"top", "multi"} {
+			req := f.request(attr)
+			req.Prepared = true
+			var log bytes.Buffer
+			res, err := nc.Build(ctx, req, &log)
+			if err != nil {
+				t.Fatalf("build %s: %v\n%s", attr, err, log.String())
+			}
+			if res.Substituted || len(res.Outputs) == 0 {
+				t.Fatalf("%s: result = %+v", attr, res)
+			}
+			for name, p := range res.Outputs {
+				if _, err := os.Lstat(filepath.Join(storeC, p)); err != nil {
+					t.Errorf("%s output %s: %v", attr, name, err)
+				}
+			}
+			if strings.Contains(log.String(), "building '"+f.drvs["dep"]+"'") {
+				t.Errorf("dep was built locally:\n%s", log.String())
+			}
+		}
+		b, err := os.ReadFile(filepath.Join(storeC, outputPath(t, f, "top", "out")))
+		if err != nil || string(b) != "top dep-content from-src\n" {
+			t.Fatalf("top's output = %q, %v", b, err)
+		}
+	})
+
 	t.Run("bad drv path", func(t *testing.T) {
 		_, err := f.builder.Build(ctx, Request{DrvPath: "/tmp/x.drv"}, nil)
 		if !errors.Is(err, ErrBadRequest) {
