@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -22,6 +21,7 @@ type Planner struct {
 	cfg Config
 
 	entries     []entry
+	pos         []int32 // by entry: position in the heap it is in, or -1
 	freeEntries []int32
 	byID        map[string]int32    // built on first need, see indexIDs
 	waiters     map[string][]waiter // input drv → builds missing it; see indexWaiters
@@ -36,11 +36,19 @@ type Planner struct {
 	nodes      []*nodeState
 	freeNodes  []int32
 	nodeByName map[string]int32
-	holders    map[string][]int32 // nar path → nodes holding it
+	narIDs     map[string]int32 // held nar path → id
+	holders    [][]int32        // by nar id: nodes holding it
+	freeNars   []int32          // ids of nars no node holds
+	loads      []float64        // by node: loadOf, dense for pick
+	ranks      []int32          // by node: order of live names, for pick
+	ranksStale bool             // a node was added since ranks were set
 
-	// scratch for Plan, kept to avoid allocating every round
+	// scratch for Reset and Plan, kept to avoid allocating every round
+	batch   []*Build
+	counts  []int32
+	blocked []bool
+	itemBuf []heapItem
 	active  []int32
-	popped  []int32
 	used    []int32 // nodes given a build this round
 	rem     []int32 // by node: free slots left this round (FreeSlots outside Plan)
 	touched []int32
@@ -60,10 +68,9 @@ const (
 
 type entry struct {
 	b       *Build
-	key     orderKey
+	k1, k2  int64 // orderKey without the id, which is b.ID
 	due     int64 // deferNano
 	class   int32
-	pos     int32 // position in the heap the entry is in
 	missing int32 // unavailable inputs (derivation-ordered only)
 	gen     uint32
 	where   place
@@ -81,6 +88,7 @@ type waiter struct {
 type class struct {
 	probe    Build // System and Features of the class
 	ready    entryHeap
+	front    front   // Plan scratch: lists ready in order without popping
 	supports []bool  // by node index
 	nodes    []int32 // supporting live nodes with free slots, by (load, name)
 	cursor   int     // Plan scratch: nodes[:cursor] have no slot left
@@ -120,19 +128,28 @@ func (p *Planner) clear() {
 		mark:        old.mark,
 		bytes:       old.bytes,
 		rem:         old.rem,
+		loads:       old.loads,
+		ranks:       old.ranks,
+		ranksStale:  old.ranksStale,
 		epoch:       old.epoch, // mark holds epochs up to this one
 		cfg:         old.cfg,
 		entries:     old.entries[:0],
+		pos:         old.pos[:0],
+		batch:       old.batch,
+		counts:      old.counts,
+		blocked:     old.blocked,
+		itemBuf:     old.itemBuf,
 		freeEntries: old.freeEntries[:0],
 		byID:        old.byID,
 		waiters:     old.waiters,
 		classBySys:  map[string][]int32{},
 		nodeByName:  old.nodeByName,
+		narIDs:      old.narIDs,
 		holders:     old.holders,
+		freeNars:    old.freeNars,
 		now:         math.MinInt64,
 		deferred:    entryHeap{items: old.deferred.items[:0], key: deferKey, tie: deferTie},
 		active:      old.active[:0],
-		popped:      old.popped[:0],
 		used:        old.used[:0],
 		touched:     old.touched[:0],
 	}
@@ -147,8 +164,8 @@ func (p *Planner) clear() {
 	if p.nodeByName == nil {
 		p.nodeByName = map[string]int32{}
 	}
-	if p.holders == nil {
-		p.holders = map[string][]int32{}
+	if p.narIDs == nil {
+		p.narIDs = map[string]int32{}
 	}
 }
 
@@ -207,70 +224,19 @@ func (p *Planner) Prepare() {
 // Config returns the planner's configuration.
 func (p *Planner) Config() Config { return p.cfg }
 
-// Reset replaces everything the planner holds with state. Invalid builds
-// and nodes are skipped and reported together. Build ids must be unique
-// (Schedule keeps the last of repeated ids, Reset would keep all); a
-// repeated node name replaces the earlier node. The latest now seen is
-// kept. The id and input indexes are built on first need (see Prepare).
-func (p *Planner) Reset(state State) error {
-	now := p.now
-	p.clear()
-	p.now = now
-	if len(p.holders) == 0 {
-		holdings := 0
-		for n := range state.Nodes() {
-			if n != nil {
-				holdings += len(n.Nars)
-			}
-		}
-		p.holders = make(map[string][]int32, holdings)
-	}
-	var errs []error
-	seen := make([]bool, len(p.nodes))
-	for n := range state.Nodes() {
-		if err := p.SetNode(n); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if ni := int(p.nodeByName[n.Name]); ni < len(seen) {
-			seen[ni] = true
-		}
-	}
-	for ni, ok := range seen {
-		if n := p.nodes[ni]; !ok && n.alive {
-			_ = p.RemoveNode(n.n.Name)
-		}
-	}
-	for b := range state.Builds() {
-		if err := p.upsert(b, true); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	p.deferred.init(p.entries)
-	for _, c := range p.classes {
-		c.ready.init(p.entries)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("reset planner: %w", err)
-	}
-	return nil
-}
-
 // Upsert adds a queued build or replaces the one with the same id. Its
 // Inputs' Available flags are taken as the truth at this moment.
 func (p *Planner) Upsert(b *Build) error {
-	return p.upsert(b, false)
+	return p.upsert(b)
 }
 
-func (p *Planner) upsert(b *Build, bulk bool) error {
+func (p *Planner) upsert(b *Build) error {
 	if err := validBuild(b); err != nil {
 		return fmt.Errorf("upsert: %w", err)
 	}
-	if !bulk {
-		p.indexIDs()
-		if old, ok := p.byID[b.ID]; ok {
-			p.drop(old)
-		}
+	p.indexIDs()
+	if old, ok := p.byID[b.ID]; ok {
+		p.drop(old)
 	}
 	var i int32
 	if n := len(p.freeEntries); n > 0 {
@@ -279,14 +245,16 @@ func (p *Planner) upsert(b *Build, bulk bool) error {
 	} else {
 		i = int32(len(p.entries))
 		p.entries = append(p.entries, entry{})
+		p.pos = append(p.pos, -1)
 	}
 	e := &p.entries[i]
+	k := keyOf(b, p.cfg.AgeStep)
 	*e = entry{
 		b:     b,
-		key:   keyOf(b, p.cfg.AgeStep),
+		k1:    k.k1,
+		k2:    k.k2,
 		due:   deferNano(b),
 		class: p.classOf(b),
-		pos:   -1,
 		gen:   e.gen + 1,
 	}
 	if p.cfg.Strategy == StrategyDerivationOrdered {
@@ -301,27 +269,22 @@ func (p *Planner) upsert(b *Build, bulk bool) error {
 	if p.idsReady {
 		p.byID[b.ID] = i
 	}
-	p.settle(i, bulk)
+	p.settle(i)
 	return nil
 }
 
 // settle puts an entry that is in no heap where it belongs now.
-func (p *Planner) settle(i int32, bulk bool) {
+func (p *Planner) settle(i int32) {
 	e := &p.entries[i]
-	var h *entryHeap
 	switch {
 	case e.missing > 0:
 		e.where = placeBlocked
-		return
 	case e.due > p.now:
-		e.where, h = placeDeferred, &p.deferred
+		e.where = placeDeferred
+		p.deferred.push(p.entries, p.pos, i)
 	default:
-		e.where, h = placeReady, &p.classes[e.class].ready
-	}
-	if bulk {
-		h.appendRaw(p.entries, i)
-	} else {
-		h.push(p.entries, i)
+		e.where = placeReady
+		p.classes[e.class].ready.push(p.entries, p.pos, i)
 	}
 }
 
@@ -340,14 +303,15 @@ func (p *Planner) drop(i int32) {
 	e := &p.entries[i]
 	switch e.where {
 	case placeDeferred:
-		p.deferred.remove(p.entries, int(e.pos))
+		p.deferred.remove(p.entries, p.pos, int(p.pos[i]))
 	case placeReady:
-		p.classes[e.class].ready.remove(p.entries, int(e.pos))
+		p.classes[e.class].ready.remove(p.entries, p.pos, int(p.pos[i]))
 	}
 	if p.idsReady {
 		delete(p.byID, e.b.ID)
 	}
-	*e = entry{gen: e.gen + 1, pos: -1}
+	*e = entry{gen: e.gen + 1}
+	p.pos[i] = -1
 	p.freeEntries = append(p.freeEntries, i)
 }
 
@@ -369,7 +333,7 @@ func (p *Planner) MarkAvailable(drv string) int {
 			continue
 		}
 		if e.missing--; e.missing == 0 {
-			p.settle(w.idx, false)
+			p.settle(w.idx)
 			released++
 		}
 	}

@@ -27,6 +27,7 @@ func (p *Planner) SetNode(n *Node) error {
 	ns.n.Features = slices.Clone(n.Features)
 	ns.n.FreeSlots = max(n.FreeSlots, 0)
 	ns.load = loadOf(n)
+	p.loads[ni] = ns.load
 	p.rem[ni] = int32(ns.n.FreeSlots)
 	p.setNars(ni, n.Nars)
 	for _, c := range p.classes {
@@ -47,6 +48,7 @@ func (p *Planner) SetCapacity(name string, freeSlots int, load float64) error {
 	ns.n.FreeSlots = max(freeSlots, 0)
 	ns.n.Load = load
 	ns.load = loadOf(&ns.n)
+	p.loads[ni] = ns.load
 	p.rem[ni] = int32(ns.n.FreeSlots)
 	p.list(ni)
 	return nil
@@ -58,9 +60,10 @@ func (p *Planner) AddNar(node, path string) error {
 	if !ok {
 		return fmt.Errorf("add nar to %s: %w", node, ErrUnknownNode)
 	}
-	if !slices.Contains(p.holders[path], ni) {
+	id := p.narID(path)
+	if !slices.Contains(p.holders[id], ni) {
 		p.nodes[ni].nars = append(p.nodes[ni].nars, path)
-		p.holders[path] = append(p.holders[path], ni)
+		p.holders[id] = append(p.holders[id], ni)
 	}
 	return nil
 }
@@ -71,7 +74,7 @@ func (p *Planner) RemoveNar(node, path string) error {
 	if !ok {
 		return fmt.Errorf("remove nar from %s: %w", node, ErrUnknownNode)
 	}
-	if slices.Contains(p.holders[path], ni) {
+	if id, ok := p.narIDs[path]; ok && slices.Contains(p.holders[id], ni) {
 		ns := p.nodes[ni]
 		ns.nars = slices.DeleteFunc(ns.nars, func(x string) bool { return x == path })
 		p.unhold(path, ni)
@@ -108,12 +111,15 @@ func (p *Planner) newNode(name string) int32 {
 		p.mark = append(p.mark, 0)
 		p.bytes = append(p.bytes, 0)
 		p.rem = append(p.rem, 0)
+		p.loads = append(p.loads, 0)
+		p.ranks = append(p.ranks, 0)
 		for _, c := range p.classes {
 			c.supports = append(c.supports, false)
 		}
 	}
 	*p.nodes[ni] = nodeState{alive: true}
 	p.nodeByName[name] = ni
+	p.ranksStale = true
 	return ni
 }
 
@@ -130,8 +136,9 @@ func (p *Planner) setNars(ni int32, paths []string) {
 	if len(old) == 0 {
 		for _, path := range paths {
 			// Within one call a repeated path finds ni last in its list.
-			if hs := p.holders[path]; len(hs) == 0 || hs[len(hs)-1] != ni {
-				p.holders[path] = append(hs, ni)
+			id := p.narID(path)
+			if hs := p.holders[id]; len(hs) == 0 || hs[len(hs)-1] != ni {
+				p.holders[id] = append(hs, ni)
 			}
 		}
 		return
@@ -145,7 +152,8 @@ func (p *Planner) setNars(ni int32, paths []string) {
 		if !now[path] {
 			now[path] = true
 			if !was[path] {
-				p.holders[path] = append(p.holders[path], ni)
+				id := p.narID(path)
+				p.holders[id] = append(p.holders[id], ni)
 			}
 		}
 	}
@@ -156,16 +164,67 @@ func (p *Planner) setNars(ni int32, paths []string) {
 	}
 }
 
+// narID returns the id of a held nar path, giving it one if it has none.
+// Ids index Planner.holders; a path no node holds gives its id back.
+func (p *Planner) narID(path string) int32 {
+	if id, ok := p.narIDs[path]; ok {
+		return id
+	}
+	var id int32
+	if k := len(p.freeNars); k > 0 {
+		id = p.freeNars[k-1]
+		p.freeNars = p.freeNars[:k-1]
+	} else {
+		id = int32(len(p.holders))
+		p.holders = append(p.holders, nil)
+	}
+	p.narIDs[path] = id
+	return id
+}
+
 func (p *Planner) unhold(path string, ni int32) {
-	hs := p.holders[path]
+	id, ok := p.narIDs[path]
+	if !ok {
+		return
+	}
+	hs := p.holders[id]
 	if i := slices.Index(hs, ni); i >= 0 {
 		hs = slices.Delete(hs, i, i+1)
 	}
+	p.holders[id] = hs
 	if len(hs) == 0 {
-		delete(p.holders, path)
-	} else {
-		p.holders[path] = hs
+		delete(p.narIDs, path)
+		p.freeNars = append(p.freeNars, id)
 	}
+}
+
+// rankNodes numbers the live nodes in name order, so that pick breaks
+// ties between nodes without comparing names. Node names change only when
+// nodes join, so this runs once after a join.
+func (p *Planner) rankNodes() {
+	if !p.ranksStale {
+		return
+	}
+	p.ranksStale = false
+	live := make([]int32, 0, len(p.nodes))
+	for ni, n := range p.nodes {
+		if n.alive {
+			live = append(live, int32(ni))
+		}
+	}
+	slices.SortFunc(live, func(a, b int32) int { return cmp.Compare(p.nodes[a].n.Name, p.nodes[b].n.Name) })
+	for r, ni := range live {
+		p.ranks[ni] = int32(r)
+	}
+}
+
+// before is the node order of cmpNodes from the dense arrays; the ranks
+// must be fresh (rankNodes).
+func (p *Planner) before(a, b int32) bool {
+	if la, lb := p.loads[a], p.loads[b]; la != lb {
+		return la < lb
+	}
+	return p.ranks[a] < p.ranks[b]
 }
 
 // cmpNodes orders a class's node list: least load, then smallest name.

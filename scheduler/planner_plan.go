@@ -16,26 +16,26 @@ func (p *Planner) Plan(now time.Time) Plan {
 	if t := unixNano(now); t > p.now {
 		p.now = t
 	}
+	p.rankNodes()
 	for p.deferred.len() > 0 && p.entries[p.deferred.top()].due <= p.now {
-		i := p.deferred.pop(p.entries)
-		p.settle(i, false)
+		i := p.deferred.pop(p.entries, p.pos)
+		p.settle(i)
 	}
 
 	active := p.active[:0]
 	for ci, c := range p.classes {
 		if c.ready.len() > 0 && len(c.nodes) > 0 {
 			c.cursor = 0
+			c.front.start(&c.ready)
 			active = append(active, int32(ci))
 		}
 	}
 	var plan Plan
 	for len(active) > 0 {
-		bi := 0
+		bi, best := 0, p.classes[active[0]].front.head()
 		for k := 1; k < len(active); k++ {
-			a := &p.entries[p.classes[active[k]].ready.top()]
-			b := &p.entries[p.classes[active[bi]].ready.top()]
-			if a.key.before(b.key) {
-				bi = k
+			if h := p.classes[active[k]].front.head(); readyBefore(p.entries, h, best) {
+				bi, best = k, h
 			}
 		}
 		c := p.classes[active[bi]]
@@ -43,26 +43,23 @@ func (p *Planner) Plan(now time.Time) Plan {
 			active = slices.Delete(active, bi, bi+1)
 			continue
 		}
-		i := c.ready.pop(p.entries)
-		p.popped = append(p.popped, i)
+		i := best.i
+		c.front.next(p.entries)
 		ni := p.pick(c, i)
 		if p.rem[ni] == int32(p.nodes[ni].n.FreeSlots) {
 			p.used = append(p.used, ni)
 		}
 		p.rem[ni]--
 		plan.Assignments = append(plan.Assignments, Assignment{Build: p.entries[i].b.ID, Node: p.nodes[ni].n.Name})
-		if c.ready.len() == 0 {
+		if c.front.len() == 0 {
 			active = slices.Delete(active, bi, bi+1)
 		}
 	}
 
-	for _, i := range p.popped {
-		p.classes[p.entries[i].class].ready.push(p.entries, i)
-	}
 	for _, ni := range p.used {
 		p.rem[ni] = int32(p.nodes[ni].n.FreeSlots)
 	}
-	p.active, p.popped, p.used = active[:0], p.popped[:0], p.used[:0]
+	p.active, p.used = active[:0], p.used[:0]
 	return plan
 }
 
@@ -91,7 +88,11 @@ func (p *Planner) pick(c *class, i int32) int32 {
 	touched := p.touched[:0]
 	supports, rem, mark, bytes, epoch := c.supports, p.rem, p.mark, p.bytes, p.epoch
 	for _, nar := range b.InputNars {
-		for _, h := range p.holders[nar.Path] {
+		id, ok := p.narIDs[nar.Path]
+		if !ok {
+			continue
+		}
+		for _, h := range p.holders[id] {
 			if !supports[h] || rem[h] == 0 {
 				continue
 			}
@@ -104,11 +105,16 @@ func (p *Planner) pick(c *class, i int32) int32 {
 		}
 	}
 
+	if len(b.FailedOn) == 0 {
+		best := p.pickSimple(c, touched)
+		p.touched = touched[:0]
+		return best
+	}
 	best, bestC := int32(-1), candidate{}
 	consider := func(h int32) {
 		n := p.nodes[h]
 		cand := candidate{
-			failed: len(b.FailedOn) > 0 && slices.Contains(b.FailedOn, n.n.Name),
+			failed: slices.Contains(b.FailedOn, n.n.Name),
 			load:   n.load,
 			name:   n.n.Name,
 		}
@@ -128,7 +134,7 @@ func (p *Planner) pick(c *class, i int32) int32 {
 		if p.left(h) == 0 {
 			continue
 		}
-		if len(b.FailedOn) > 0 && slices.Contains(b.FailedOn, p.nodes[h].n.Name) {
+		if slices.Contains(b.FailedOn, p.nodes[h].n.Name) {
 			if firstFailed < 0 {
 				firstFailed = h
 			}
@@ -141,5 +147,31 @@ func (p *Planner) pick(c *class, i int32) int32 {
 		consider(firstFailed)
 	}
 	p.touched = touched[:0]
+	return best
+}
+
+// pickSimple is pick's ranking for a build that failed nowhere: most bytes
+// held, then least load, then smallest name, among the touched nodes and
+// the first node of the class with a slot left (c must be live). It reads
+// only dense per-node arrays.
+func (p *Planner) pickSimple(c *class, touched []int32) int32 {
+	most := int64(0)
+	for _, h := range touched {
+		most = max(most, p.bytes[h])
+	}
+	best := int32(-1)
+	for _, h := range touched {
+		if p.bytes[h] == most && (best < 0 || p.before(h, best)) {
+			best = h
+		}
+	}
+	head := c.nodes[c.cursor] // live: the cursor is at a node with a slot
+	held := int64(0)
+	if p.mark[head] == p.epoch {
+		held = p.bytes[head]
+	}
+	if best < 0 || held > most || held == most && p.before(head, best) {
+		best = head
+	}
 	return best
 }
