@@ -52,6 +52,7 @@ type Planner struct {
 	used    []int32 // nodes given a build this round
 	rem     []int32 // by node: free slots left this round (FreeSlots outside Plan)
 	touched []int32
+	ids     []int32 // nar ids of the build being placed
 	mark    []uint32
 	bytes   []int64
 	epoch   uint32

@@ -87,12 +87,22 @@ func (p *Planner) pick(c *class, i int32) int32 {
 	}
 	touched := p.touched[:0]
 	supports, rem, mark, bytes, epoch := c.supports, p.rem, p.mark, p.bytes, p.epoch
+	// Look every nar up first: the lookups are independent, so their
+	// memory reads overlap, where a walk after each would wait for it.
+	ids := p.ids[:0]
 	for _, nar := range b.InputNars {
 		id, ok := p.narIDs[nar.Path]
 		if !ok {
+			id = -1
+		}
+		ids = append(ids, id)
+	}
+	p.ids = ids
+	for k, nar := range b.InputNars {
+		if ids[k] < 0 {
 			continue
 		}
-		for _, h := range p.holders[id] {
+		for _, h := range p.holders[ids[k]] {
 			if !supports[h] || rem[h] == 0 {
 				continue
 			}
