@@ -51,8 +51,8 @@ func (n *Node) leaderLoop(ctx context.Context) {
 // lead is one term of leadership.
 func (n *Node) lead(ctx context.Context) {
 	n.log.Info("leading the mesh")
-	changes, unsub := n.raft.Subscribe()
-	defer unsub()
+	sp := n.newLeaderPlanner()
+	defer sp.close()
 	hooksDone := make(chan struct{})
 	go func() {
 		defer close(hooksDone)
@@ -71,10 +71,12 @@ func (n *Node) lead(ctx context.Context) {
 	for {
 		if sched {
 			deferred = nil
-			if wake := n.schedule(ctx); !wake.IsZero() {
+			if wake := sp.round(ctx); !wake.IsZero() {
 				deferred = time.After(time.Until(wake) + time.Millisecond)
 			}
-			n.submitMissing(ctx)
+			if sp.takeWaiting() {
+				n.submitMissing(ctx)
+			}
 		}
 		if member {
 			n.reconcile(ctx, deadSince, requeued)
@@ -83,7 +85,7 @@ func (n *Node) lead(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-changes:
+		case <-sp.changed():
 			sched = true
 		case _, ok := <-events:
 			if !ok {

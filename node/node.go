@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drvmesh/drvmesh/builder"
@@ -66,6 +67,8 @@ type Node struct {
 	hookRan map[uint64]bool
 	// leaderStopped is closed when the leader loop has returned.
 	leaderStopped chan struct{}
+	// sched is the scheduler state of the current term while leading.
+	sched atomic.Pointer[leaderPlanner]
 
 	stopOnce sync.Once
 	cancel   context.CancelFunc

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"container/heap"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/drvmesh/drvmesh/consensus"
@@ -9,167 +11,261 @@ import (
 	"github.com/drvmesh/drvmesh/scheduler"
 )
 
-// schedule runs one planning round on the leader and commits its
-// assignments in one raft entry. The round reads the queued builds and
-// the nodes' free slots from the replicated state and gossip. It returns
-// when the earliest deferred build becomes due (zero if none waits), so
-// the leader can wake for it without polling.
-func (n *Node) schedule(ctx context.Context) (wake time.Time) {
-	st := n.raft.State()
-	settings, err := st.Settings()
-	if err != nil {
-		return wake
-	}
-	strategy, err := scheduler.ParseStrategy(settings.Strategy)
-	if err != nil {
-		strategy = scheduler.StrategyDerivationOrdered
-	}
-	cfg := scheduler.DefaultConfig()
-	cfg.Strategy = strategy
-
-	nodes, busy := n.schedNodes(st)
-	if len(nodes) == 0 {
-		return wake
-	}
-	free := 0
-	for _, nd := range nodes {
-		free += nd.FreeSlots
-	}
-	if free == 0 {
-		return wake
+// round brings the planner up to date, plans and commits the assignments
+// in one raft entry. It returns when the earliest deferred build becomes
+// due (zero if none waits), so the leader can wake for it.
+func (lp *leaderPlanner) round(ctx context.Context) time.Time {
+	lp.mu.Lock()
+	start := time.Now()
+	lp.sync()
+	if lp.p == nil {
+		lp.mu.Unlock()
+		return time.Time{}
 	}
 	now := time.Now()
-	var builds []*scheduler.Build
-	drvs := map[string]*consensus.Drv{}
-	avail := map[string]bool{}
-	sizes := map[string]int64{}
-	drvOf := func(p string) *consensus.Drv {
-		if d, ok := drvs[p]; ok {
-			return d
-		}
-		d, _ := st.Drv(p)
-		drvs[p] = d
-		return d
-	}
-	pending := map[string]bool{} // drvs with an unfinished build
-	_ = st.QueuedBuilds(func(b *consensus.Build) bool {
-		pending[b.Derivation] = true
-		return true
-	})
-	for id := range busy {
-		if b, err := st.GetBuild(id); err == nil {
-			pending[b.Derivation] = true
-		}
-	}
-	_ = st.QueuedBuilds(func(b *consensus.Build) bool {
-		if len(b.WaitingFor) > 0 {
-			return true
-		}
-		if b.DeferUntil.After(now) && (wake.IsZero() || b.DeferUntil.Before(wake)) {
-			wake = b.DeferUntil
-		}
-		sb := &scheduler.Build{
-			ID: b.ID, Drv: b.Derivation, Priority: b.Priority, System: b.System,
-			Tags: b.Tags, Submitted: b.CreatedAt, DeferUntil: b.DeferUntil, FailedOn: b.FailedNodes,
-		}
-		if d := drvOf(b.Derivation); d != nil {
-			sb.Features = d.Features
-			for in, outNames := range d.InputDrvs {
-				id := drvOf(in)
-				ok := !pending[in]
-				if id != nil {
-					for _, name := range outNames {
-						p := id.Outputs[name]
-						if p == "" {
-							continue
-						}
-						if _, seen := avail[p]; !seen {
-							m, _ := st.MissingPaths([]string{p})
-							avail[p] = len(m) == 0
-							if avail[p] {
-								sizes[p] = narSize(st, p)
-							}
-						}
-						if avail[p] {
-							// Nars are named by hash part on both sides.
-							hp, _ := consensus.HashPart(p)
-							sb.InputNars = append(sb.InputNars, scheduler.Nar{Path: hp, Size: sizes[p]})
-						} else if pending[in] {
-							ok = false
-						}
-					}
-				}
-				sb.Inputs = append(sb.Inputs, scheduler.Input{Drv: in, Available: ok})
-			}
-		}
-		builds = append(builds, sb)
-		return true
-	})
-	if len(builds) == 0 {
-		return wake
-	}
-	plan := scheduler.Schedule(&scheduler.SliceState{BuildList: builds, NodeList: nodes}, cfg, now)
+	plan := lp.p.Plan(now)
+	wake := lp.nextWake(now)
+	took := time.Since(start)
+	lp.rounds++
+	lp.busy += took
+	lp.mu.Unlock()
+	lp.n.log.Debug("planned", keyCount, len(plan.Assignments), keyElapsed, took)
 	if len(plan.Assignments) == 0 {
 		return wake
 	}
-	cmd := &consensus.AssignBuilds{}
+	cmd := &consensus.AssignBuilds{Assignments: make([]consensus.Assignment, 0, len(plan.Assignments))}
 	for _, a := range plan.Assignments {
 		cmd.Assignments = append(cmd.Assignments, consensus.Assignment{BuildID: a.Build, Node: a.Node})
 	}
-	start := time.Now()
-	if _, err := n.apply(ctx, cmd); err != nil {
-		n.log.Warn("commit assignments", keyErr, err)
+	start = time.Now()
+	if _, err := lp.n.apply(ctx, cmd); err != nil {
+		lp.n.log.Warn("commit assignments", keyErr, err)
 		return wake
 	}
-	n.metrics.assigned.Add(float64(len(cmd.Assignments)))
-	n.log.Debug("assigned builds", keyCount, len(cmd.Assignments), keyElapsed, time.Since(start))
+	lp.n.metrics.assigned.Add(float64(len(cmd.Assignments)))
+	lp.n.log.Debug("assigned builds", keyCount, len(cmd.Assignments), keyElapsed, time.Since(start))
 	return wake
 }
 
-func narSize(st *consensus.FSM, path string) int64 {
-	hp, err := consensus.HashPart(path)
-	if err != nil {
-		return 0
+// sync applies the changes the feed holds, then the nodes' capacity.
+// lp.mu is held.
+func (lp *leaderPlanner) sync() {
+	c := lp.feed.Take()
+	if lp.p == nil || c.Reset || c.Settings {
+		lp.rebuild()
+		return
 	}
-	ni, err := st.NarInfoByHash(hp)
-	if err != nil || ni == nil {
-		return 0
+	if c.Nodes {
+		lp.recs = nil
 	}
-	return ni.NarSize
-}
-
-// schedNodes lists the alive, admitted, building nodes with their free
-// slots: max jobs less the builds the state already gives them. busy holds
-// the ids of the builds scheduled or running anywhere.
-func (n *Node) schedNodes(st *consensus.FSM) ([]*scheduler.Node, map[string]bool) {
-	recs, err := st.Nodes()
-	if err != nil {
-		return nil, nil
-	}
-	used := map[string]int{}
-	busy := map[string]bool{}
-	for _, s := range []string{consensus.StateScheduled, consensus.StateBuilding} {
-		bs, _ := st.ListBuilds(consensus.BuildFilter{State: s})
-		for _, b := range bs {
-			used[b.Node]++
-			busy[b.ID] = true
+	dirty := map[string]bool{} // drvs whose availability or outputs changed
+	upsert := map[string]*consensus.Build{}
+	for _, id := range c.Builds {
+		b, err := lp.st.GetBuild(id)
+		if err != nil {
+			continue
+		}
+		lp.track(b, dirty)
+		if schedulable(b) {
+			upsert[id] = b
+		} else if lp.planned[id] != nil {
+			lp.remove(id)
 		}
 	}
+	for _, hp := range c.Nars {
+		lp.narChanged(hp, dirty)
+	}
+	miss := map[string]bool{}
+	for _, b := range upsert {
+		lp.upsert(lp.makeBuild(b, miss))
+	}
+	for drv := range dirty {
+		for id := range lp.dependents[drv] {
+			if upsert[id] != nil {
+				continue
+			}
+			if old := lp.planned[id]; old != nil {
+				sb := baseOf(old)
+				lp.fill(sb, miss)
+				lp.upsert(sb)
+			}
+		}
+	}
+	lp.syncNodes(false)
+}
+
+func schedulable(b *consensus.Build) bool {
+	return b.State == consensus.StateQueued && len(b.WaitingFor) == 0
+}
+
+func busyState(s string) bool {
+	return s == consensus.StateScheduled || s == consensus.StateBuilding
+}
+
+func unfinished(s string) bool {
+	return s == consensus.StateQueued || busyState(s)
+}
+
+// rebuild reads the whole state into a new Planner. lp.mu is held.
+func (lp *leaderPlanner) rebuild() {
+	start := time.Now()
+	settings, _ := lp.st.Settings()
+	cfg := scheduler.DefaultConfig()
+	if s, err := scheduler.ParseStrategy(settings.Strategy); err == nil {
+		cfg.Strategy = s
+	}
+	p, err := scheduler.NewPlanner(cfg)
+	if err != nil {
+		lp.n.log.Error("new planner", keyErr, err)
+		return
+	}
+	lp.p = p
+	lp.live, lp.pending, lp.used = map[string]liveBuild{}, map[string]int{}, map[string]int{}
+	lp.planned, lp.dependents = map[string]*scheduler.Build{}, map[string]map[string]struct{}{}
+	lp.outputOf, lp.drvs, lp.nars = map[string][]string{}, map[string]*drvInfo{}, map[string]narState{}
+	lp.defers = lp.defers[:0]
+	lp.recs, lp.told, lp.holders = nil, map[string]*scheduler.Node{}, map[string][]string{}
+	lp.waitingChanged = true
+
+	var queued []*consensus.Build
+	_ = lp.st.QueuedBuilds(func(b *consensus.Build) bool {
+		queued = append(queued, b)
+		return true
+	})
+	for _, s := range []string{consensus.StateScheduled, consensus.StateBuilding} {
+		bs, _ := lp.st.ListBuilds(consensus.BuildFilter{State: s})
+		for _, b := range bs {
+			lp.track(b, nil)
+		}
+	}
+	for _, b := range queued {
+		lp.track(b, nil)
+	}
+	miss := map[string]bool{}
+	var builds []*scheduler.Build
+	for _, b := range queued {
+		if !schedulable(b) {
+			continue
+		}
+		sb := lp.makeBuild(b, miss)
+		lp.index(sb, true)
+		builds = append(builds, sb)
+	}
+	nodes := lp.syncNodes(true)
+	if err := lp.p.Reset(&scheduler.SliceState{BuildList: builds, NodeList: nodes}); err != nil {
+		lp.n.log.Debug("reset planner", keyErr, err)
+	}
+	lp.n.log.Info("planner read the state", keyCount, len(builds), "nodes", len(nodes), keyElapsed, time.Since(start))
+}
+
+// track follows a build's unfinished state, the per-drv pending counts
+// and the per-node used slots; a drv whose pending status flips goes to
+// dirty (when not nil).
+func (lp *leaderPlanner) track(b *consensus.Build, dirty map[string]bool) {
+	prev, had := lp.live[b.ID]
+	if had && busyState(prev.state) {
+		lp.used[prev.node]--
+	}
+	now := unfinished(b.State)
+	if now {
+		lp.live[b.ID] = liveBuild{drv: b.Derivation, state: b.State, node: b.Node}
+		if busyState(b.State) {
+			lp.used[b.Node]++
+		}
+		if b.State == consensus.StateQueued && len(b.WaitingFor) > 0 {
+			lp.waitingChanged = true
+		}
+	} else {
+		delete(lp.live, b.ID)
+	}
+	switch {
+	case now && !had:
+		if lp.pending[b.Derivation]++; lp.pending[b.Derivation] == 1 && dirty != nil {
+			dirty[b.Derivation] = true
+		}
+	case had && !now:
+		if lp.pending[b.Derivation]--; lp.pending[b.Derivation] <= 0 {
+			delete(lp.pending, b.Derivation)
+			if dirty != nil {
+				dirty[b.Derivation] = true
+			}
+		}
+	}
+}
+
+// syncNodes makes the planner's nodes the alive, admitted, building
+// nodes with their free slots: max jobs less the builds the state gives
+// them. With full, it returns them (nars included) for Reset instead of
+// telling the planner.
+func (lp *leaderPlanner) syncNodes(full bool) []*scheduler.Node {
+	if lp.recs == nil {
+		recs, err := lp.st.Nodes()
+		if err != nil {
+			return nil
+		}
+		lp.recs = recs
+	}
+	members := map[string]gossip.Member{}
+	for _, m := range lp.n.gossip.Members() {
+		members[m.Name] = m
+	}
 	var out []*scheduler.Node
-	for _, rec := range recs {
-		m, ok := n.gossip.Member(rec.Name)
+	keep := map[string]bool{}
+	for _, rec := range lp.recs {
+		m, ok := members[rec.Name]
 		if !ok || m.Status != gossip.StatusAlive || m.Meta.Builder == "none" || m.Meta.MaxJobs <= 0 {
 			continue
 		}
-		freeSlots := m.Meta.MaxJobs - used[rec.Name]
-		if freeSlots < 0 {
-			freeSlots = 0
-		}
-		paths, _ := st.NarsHeldBy(rec.Name)
-		out = append(out, &scheduler.Node{
+		keep[rec.Name] = true
+		used := lp.used[rec.Name]
+		want := &scheduler.Node{
 			Name: rec.Name, Systems: m.Meta.Systems, Features: m.Meta.Features,
-			FreeSlots: freeSlots, Load: float64(used[rec.Name]) / float64(m.Meta.MaxJobs), Nars: paths,
-		})
+			FreeSlots: max(m.Meta.MaxJobs-used, 0), Load: float64(used) / float64(m.Meta.MaxJobs),
+		}
+		old := lp.told[rec.Name]
+		switch {
+		case full || old == nil || !slices.Equal(old.Systems, want.Systems) || !slices.Equal(old.Features, want.Features):
+			nd := *want
+			nd.Nars, _ = lp.st.NarsHeldBy(rec.Name)
+			for _, hp := range nd.Nars {
+				if !slices.Contains(lp.holders[hp], rec.Name) {
+					lp.holders[hp] = append(lp.holders[hp], rec.Name)
+				}
+			}
+			if full {
+				out = append(out, &nd)
+			} else if err := lp.p.SetNode(&nd); err != nil {
+				lp.n.log.Debug("skip node the scheduler cannot take", keyNode, rec.Name, keyErr, err)
+				continue
+			}
+		case old.FreeSlots != want.FreeSlots || old.Load != want.Load:
+			if err := lp.p.SetCapacity(rec.Name, want.FreeSlots, want.Load); err != nil {
+				continue
+			}
+		}
+		lp.told[rec.Name] = want
 	}
-	return out, busy
+	for name := range lp.told {
+		if !keep[name] {
+			if !full {
+				_ = lp.p.RemoveNode(name)
+			}
+			delete(lp.told, name)
+		}
+	}
+	return out
+}
+
+// nextWake is the earliest DeferUntil after now among planned builds.
+func (lp *leaderPlanner) nextWake(now time.Time) time.Time {
+	for len(lp.defers) > 0 {
+		top := lp.defers[0]
+		sb := lp.planned[top.id]
+		if sb == nil || !sb.DeferUntil.Equal(top.at) || !top.at.After(now) {
+			heap.Pop(&lp.defers)
+			continue
+		}
+		return top.at
+	}
+	return time.Time{}
 }
