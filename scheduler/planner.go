@@ -44,18 +44,22 @@ type Planner struct {
 	ranksStale bool             // a node was added since ranks were set
 
 	// scratch for Reset and Plan, kept to avoid allocating every round
-	batch   []*Build
-	counts  []int32
-	blocked []bool
-	itemBuf []heapItem
-	active  []int32
-	used    []int32 // nodes given a build this round
-	rem     []int32 // by node: free slots left this round (FreeSlots outside Plan)
-	touched []int32
-	ids     []int32 // nar ids of the build being placed
-	mark    []uint32
-	bytes   []int64
-	epoch   uint32
+	builds   []*Build // Reset scratch
+	counts   []int32
+	blocked  []bool
+	itemBuf  []heapItem
+	active   []int32
+	used     []int32 // nodes given a build this round
+	rem      []int32 // by node: free slots left this round (FreeSlots outside Plan)
+	touched  []int32
+	batch    []*Build // builds taken ahead of placing them (see Plan)
+	batchIdx []int32  // their entries
+	flat     []Nar    // their input nars, build q's at off[q]:off[q+1]
+	off      []int32
+	ids      []int32 // nar id of each of flat, -1 if held nowhere
+	mark     []uint32
+	bytes    []int64
+	epoch    uint32
 }
 
 type place uint8
@@ -136,7 +140,12 @@ func (p *Planner) clear() {
 		cfg:         old.cfg,
 		entries:     old.entries[:0],
 		pos:         old.pos[:0],
+		builds:      old.builds,
 		batch:       old.batch,
+		batchIdx:    old.batchIdx,
+		flat:        old.flat,
+		off:         old.off,
+		ids:         old.ids,
 		counts:      old.counts,
 		blocked:     old.blocked,
 		itemBuf:     old.itemBuf,

@@ -30,31 +30,53 @@ func (p *Planner) Plan(now time.Time) Plan {
 			active = append(active, int32(ci))
 		}
 	}
+	// Builds are taken in batches: first the next builds in merged order
+	// (while their classes are live), then their nars are looked up
+	// together, then each is placed. A class can run out of slots within a
+	// batch; its later builds are then skipped, exactly as if the class had
+	// dropped out when they came up, since slots only decrease in a round.
+	// Batches double up to maxBatch, so a round that assigns little looks
+	// at little more.
 	var plan Plan
-	for len(active) > 0 {
-		bi, best := 0, p.classes[active[0]].front.head()
-		for k := 1; k < len(active); k++ {
-			if h := p.classes[active[k]].front.head(); readyBefore(p.entries, h, best) {
-				bi, best = k, h
+	for size := 1; len(active) > 0; size = min(2*size, maxBatch) {
+		batch := p.batch[:0]
+		for len(batch) < size && len(active) > 0 {
+			bi, best := 0, p.classes[active[0]].front.head()
+			for k := 1; k < len(active); k++ {
+				if h := p.classes[active[k]].front.head(); readyBefore(p.entries, h, best) {
+					bi, best = k, h
+				}
+			}
+			c := p.classes[active[bi]]
+			if !p.live(c) {
+				active = slices.Delete(active, bi, bi+1)
+				continue
+			}
+			batch = append(batch, p.entries[best.i].b)
+			p.batchIdx = append(p.batchIdx[:len(batch)-1], best.i)
+			c.front.next(p.entries)
+			if c.front.len() == 0 {
+				active = slices.Delete(active, bi, bi+1)
 			}
 		}
-		c := p.classes[active[bi]]
-		if !p.live(c) {
-			active = slices.Delete(active, bi, bi+1)
-			continue
-		}
-		i := best.i
-		c.front.next(p.entries)
-		ni := p.pick(c, i)
-		if p.rem[ni] == int32(p.nodes[ni].n.FreeSlots) {
-			p.used = append(p.used, ni)
-		}
-		p.rem[ni]--
-		plan.Assignments = append(plan.Assignments, Assignment{Build: p.entries[i].b.ID, Node: p.nodes[ni].n.Name})
-		if c.front.len() == 0 {
-			active = slices.Delete(active, bi, bi+1)
+		p.batch = batch
+		p.resolve(batch)
+		for q, b := range batch {
+			i := p.batchIdx[q]
+			c := p.classes[p.entries[i].class]
+			if !p.live(c) {
+				continue
+			}
+			ni := p.pick(c, b, p.flat[p.off[q]:p.off[q+1]], p.ids[p.off[q]:p.off[q+1]])
+			if p.rem[ni] == int32(p.nodes[ni].n.FreeSlots) {
+				p.used = append(p.used, ni)
+			}
+			p.rem[ni]--
+			plan.Assignments = append(plan.Assignments, Assignment{Build: b.ID, Node: p.nodes[ni].n.Name})
 		}
 	}
+	clear(p.batch)
+	clear(p.flat)
 
 	for _, ni := range p.used {
 		p.rem[ni] = int32(p.nodes[ni].n.FreeSlots)
@@ -74,12 +96,36 @@ func (p *Planner) live(c *class) bool {
 	return c.cursor < len(c.nodes)
 }
 
-// pick returns the best node of class c for entry i; c must be live. The
-// candidates are the nodes holding some input nar (tallied through the
-// holders index) and the least-loaded free node of the class, which is the
-// best of all nodes holding nothing.
-func (p *Planner) pick(c *class, i int32) int32 {
-	b := p.entries[i].b
+// maxBatch bounds how many builds Plan takes ahead of placing them.
+const maxBatch = 64
+
+// resolve gathers the input nars of a batch of builds into p.flat (build
+// q's at p.off[q]:p.off[q+1]) and looks them up in p.ids (-1: held
+// nowhere). Each step runs over the whole batch, so the memory reads of
+// different builds overlap instead of waiting for one another.
+func (p *Planner) resolve(batch []*Build) {
+	flat, off := p.flat[:0], append(p.off[:0], 0)
+	for _, b := range batch {
+		flat = append(flat, b.InputNars...)
+		off = append(off, int32(len(flat)))
+	}
+	ids := p.ids[:0]
+	for _, nar := range flat {
+		id, ok := p.narIDs[nar.Path]
+		if !ok {
+			id = -1
+		}
+		ids = append(ids, id)
+	}
+	p.flat, p.off, p.ids = flat, off, ids
+}
+
+// pick returns the best node of class c for build b; c must be live. nars
+// are b's input nars and ids their nar ids (see resolve). The candidates
+// are the nodes holding some input nar (tallied through the holders index)
+// and the least-loaded free node of the class, which is the best of all
+// nodes holding nothing.
+func (p *Planner) pick(c *class, b *Build, nars []Nar, ids []int32) int32 {
 	p.epoch++
 	if p.epoch == 0 {
 		clear(p.mark)
@@ -87,18 +133,7 @@ func (p *Planner) pick(c *class, i int32) int32 {
 	}
 	touched := p.touched[:0]
 	supports, rem, mark, bytes, epoch := c.supports, p.rem, p.mark, p.bytes, p.epoch
-	// Look every nar up first: the lookups are independent, so their
-	// memory reads overlap, where a walk after each would wait for it.
-	ids := p.ids[:0]
-	for _, nar := range b.InputNars {
-		id, ok := p.narIDs[nar.Path]
-		if !ok {
-			id = -1
-		}
-		ids = append(ids, id)
-	}
-	p.ids = ids
-	for k, nar := range b.InputNars {
+	for k, nar := range nars {
 		if ids[k] < 0 {
 			continue
 		}

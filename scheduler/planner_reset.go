@@ -21,7 +21,7 @@ func (p *Planner) Reset(state State) error {
 	p.now = now
 	errs := p.resetNodes(state)
 
-	batch := p.batch[:0]
+	batch := p.builds[:0]
 	for b := range state.Builds() {
 		batch = append(batch, b)
 	}
@@ -63,7 +63,7 @@ func (p *Planner) Reset(state State) error {
 		}
 	}
 	clear(batch) // the entries keep the builds; the batch need not
-	p.batch, p.counts, p.blocked = batch[:0], counts, blocked[:0]
+	p.builds, p.counts, p.blocked = batch[:0], counts, blocked[:0]
 
 	p.fillHeaps(deferred)
 	if err := errors.Join(errs...); err != nil {
@@ -138,7 +138,7 @@ func (p *Planner) resetNodes(state State) []error {
 			}
 		}
 		// Nars are usually held by a few nodes each.
-		p.narIDs = make(map[string]int32, holdings/4)
+		p.narIDs = make(map[string]int32, holdings/8)
 	}
 	var errs []error
 	seen := make([]bool, len(p.nodes))
