@@ -23,6 +23,9 @@ func (p *Planner) Reset(state State) error {
 
 	batch := p.builds[:0]
 	for b := range state.Builds() {
+		if len(batch) == cap(batch) {
+			batch = slices.Grow(batch, len(batch)+1024) // double, not by a quarter
+		}
 		batch = append(batch, b)
 	}
 	// Whether a build is blocked is read in a loop of its own: it touches
@@ -139,6 +142,7 @@ func (p *Planner) resetNodes(state State) []error {
 		}
 		// Nars are usually held by a few nodes each.
 		p.narIDs = make(map[string]int32, holdings/8)
+		p.holders = make([][]int32, 0, holdings/8)
 	}
 	var errs []error
 	seen := make([]bool, len(p.nodes))
