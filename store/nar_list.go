@@ -10,16 +10,23 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // narCheckBufSize is the read-ahead buffer of CheckNar, sized for hashing.
 const narCheckBufSize = 1 << 20
 
+// narCheckBufs keeps CheckNar's read buffers: checking a small NAR must not
+// cost a large allocation.
+var narCheckBufs = sync.Pool{New: func() any { b := make([]byte, narCheckBufSize); return &b }}
+
 // CheckNar reads a whole NAR strictly (see NarReader), including checking
 // that nothing follows it, and returns its SHA-256 and size. It is how a
 // received NAR is verified against a narinfo's NarHash and NarSize.
 func CheckNar(r io.Reader) (narHash Hash, narSize int64, err error) {
-	nr := &NarReader{r: r, buf: make([]byte, narCheckBufSize), hash: sha256.New()}
+	buf := narCheckBufs.Get().(*[]byte)
+	defer narCheckBufs.Put(buf)
+	nr := &NarReader{r: r, buf: *buf, hash: sha256.New()}
 	for {
 		_, err := nr.Next()
 		if errors.Is(err, io.EOF) {
