@@ -3,6 +3,7 @@ package narcache
 import (
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -18,12 +19,16 @@ func (nopWriteCloser) Close() error { return nil }
 func newCompressor(compression string, w io.Writer) (io.WriteCloser, error) {
 	switch compression {
 	case CompressionZstd:
+		if enc, ok := zstdEncoders.Get().(*zstd.Encoder); ok {
+			enc.Reset(w)
+			return &pooledZstd{enc: enc}, nil
+		}
 		enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault),
 			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(8<<20))
 		if err != nil {
 			return nil, fmt.Errorf("zstd writer: %w", err)
 		}
-		return enc, nil
+		return &pooledZstd{enc: enc}, nil
 	case CompressionXz:
 		enc, err := xz.NewWriter(w)
 		if err != nil {
@@ -34,6 +39,35 @@ func newCompressor(compression string, w io.Writer) (io.WriteCloser, error) {
 		return nopWriteCloser{w}, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrBadCompression, compression)
+}
+
+// zstdEncoders keeps idle zstd encoders: a new one allocates megabytes of
+// tables, which would dominate storing a small build output.
+var zstdEncoders sync.Pool
+
+// pooledZstd returns its encoder to zstdEncoders on Close.
+type pooledZstd struct {
+	enc *zstd.Encoder
+}
+
+func (p *pooledZstd) Write(b []byte) (int, error) {
+	if p.enc == nil {
+		return 0, ErrClosed
+	}
+	return p.enc.Write(b)
+}
+
+// Close flushes the stream and gives the encoder back; a second Close does
+// nothing.
+func (p *pooledZstd) Close() error {
+	if p.enc == nil {
+		return nil
+	}
+	err := p.enc.Close()
+	p.enc.Reset(nil)
+	zstdEncoders.Put(p.enc)
+	p.enc = nil
+	return err
 }
 
 // zstdReadCloser releases the decoder's goroutines on Close.

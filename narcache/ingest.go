@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/drvmesh/drvmesh/store"
 )
@@ -48,6 +49,7 @@ func (d *Disk) Ingest(ctx context.Context, r io.Reader, exp Expect) (Nar, error)
 			if o.enc != nil {
 				o.enc.Close()
 			}
+			putIngestBuf(o.buf)
 			o.tmp.Close()
 			os.Remove(o.tmp.Name())
 		}
@@ -58,7 +60,7 @@ func (d *Disk) Ingest(ctx context.Context, r io.Reader, exp Expect) (Nar, error)
 			cleanup()
 			return Nar{}, fmt.Errorf("create temp nar: %w", err)
 		}
-		o := &ingestOut{compression: c, tmp: tmp, buf: bufio.NewWriterSize(tmp, copyBufSize), fh: sha256.New()}
+		o := &ingestOut{compression: c, tmp: tmp, buf: getIngestBuf(tmp), fh: sha256.New()}
 		outs = append(outs, o)
 		if o.enc, err = newCompressor(c, o); err != nil {
 			cleanup()
@@ -84,9 +86,12 @@ func (d *Disk) Ingest(ctx context.Context, r io.Reader, exp Expect) (Nar, error)
 			err = o.buf.Flush()
 		}
 		if err != nil {
+			outs = outs[i:]
 			cleanup()
 			return Nar{}, fmt.Errorf("compress nar: %w", err)
 		}
+		putIngestBuf(o.buf)
+		o.buf = nil
 		f := File{Compression: o.compression, FileHash: hashOf(o.fh.Sum(nil)), FileSize: o.n,
 			NarHash: narHash, NarSize: narSize}
 		if _, err := d.place(o.tmp, f); err != nil {
@@ -97,6 +102,22 @@ func (d *Disk) Ingest(ctx context.Context, r io.Reader, exp Expect) (Nar, error)
 		res.Files = append(res.Files, f)
 	}
 	return res, nil
+}
+
+// ingestBufs keeps the write buffers of Ingest's temp files.
+var ingestBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, copyBufSize) }}
+
+func getIngestBuf(w io.Writer) *bufio.Writer {
+	b := ingestBufs.Get().(*bufio.Writer)
+	b.Reset(w)
+	return b
+}
+
+func putIngestBuf(b *bufio.Writer) {
+	if b != nil {
+		b.Reset(nil)
+		ingestBufs.Put(b)
+	}
 }
 
 // fanout writes to every compressor.
