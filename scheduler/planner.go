@@ -30,8 +30,8 @@ type Planner struct {
 	deferred    entryHeap
 	now         int64 // latest now seen by Plan
 
-	classes    []*class
-	classBySys map[string][]int32
+	classes []*class
+	systems []system // a farm has a handful: scanned, not hashed
 
 	nodes      []*nodeState
 	freeNodes  []int32
@@ -99,6 +99,12 @@ type class struct {
 	cursor   int     // Plan scratch: nodes[:cursor] have no slot left
 }
 
+// system lists the classes of one system.
+type system struct {
+	name    string
+	classes []int32
+}
+
 type nodeState struct {
 	n     Node     // Nars is nil; holdings live in nars and Planner.holders
 	nars  []string // held paths, in the order given
@@ -152,7 +158,6 @@ func (p *Planner) clear() {
 		freeEntries: old.freeEntries[:0],
 		byID:        old.byID,
 		waiters:     old.waiters,
-		classBySys:  map[string][]int32{},
 		nodeByName:  old.nodeByName,
 		narIDs:      old.narIDs,
 		holders:     old.holders,
@@ -377,10 +382,16 @@ func (p *Planner) Stats() Stats {
 // Classes are found per system by comparing feature sets, which allocates
 // nothing for a known class.
 func (p *Planner) classOf(b *Build) int32 {
-	for _, ci := range p.classBySys[b.System] {
-		if sameSet(p.classes[ci].probe.Features, b.Features) {
-			return ci
+	si := slices.IndexFunc(p.systems, func(s system) bool { return s.name == b.System })
+	if si >= 0 {
+		for _, ci := range p.systems[si].classes {
+			if sameSet(p.classes[ci].probe.Features, b.Features) {
+				return ci
+			}
 		}
+	} else {
+		si = len(p.systems)
+		p.systems = append(p.systems, system{name: b.System})
 	}
 	var feats []string
 	if len(b.Features) > 0 {
@@ -402,7 +413,7 @@ func (p *Planner) classOf(b *Build) int32 {
 	slices.SortFunc(c.nodes, p.cmpNodes)
 	ci := int32(len(p.classes))
 	p.classes = append(p.classes, c)
-	p.classBySys[b.System] = append(p.classBySys[b.System], ci)
+	p.systems[si].classes = append(p.systems[si].classes, ci)
 	return ci
 }
 
