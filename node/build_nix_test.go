@@ -109,6 +109,40 @@ func TestNode_Builds(t *testing.T) {
 		})
 	})
 
+	t.Run("narinfo references are the ones the daemon registers", func(t *testing.T) {
+		local := filepath.Join(m.dir, "local")
+		st := m.node("b1").raft.State()
+		refsSeen := 0
+		bs, err := st.ListBuilds(consensus.BuildFilter{State: consensus.StateSucceeded})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			for _, o := range b.Outputs {
+				if _, err := os.Lstat(local + o.Path); err != nil {
+					continue // not of the graph built locally
+				}
+				out := m.nix(local, "", "nix-store", "--store", "local?root="+local, "--query", "--references", o.Path)
+				var want []string
+				for _, r := range strings.Fields(out) {
+					want = append(want, filepath.Base(r))
+				}
+				slices.Sort(want)
+				ni, err := st.NarInfoByHash(store.HashPart(o.Path))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(ni.References, want) {
+					t.Errorf("%s: mesh narinfo references %v, nix registered %v", o.Path, ni.References, want)
+				}
+				refsSeen += len(want)
+			}
+		}
+		if refsSeen == 0 {
+			t.Fatal("no output refers to anything: the graph no longer covers references")
+		}
+	})
+
 	t.Run("ignore if built", func(t *testing.T) {
 		if app.ID == "" {
 			t.Skip("the graph did not build")

@@ -63,6 +63,18 @@ func resultIDs(res any) []string {
 // apply replicates cmd through the leader and returns the ids its result
 // names.
 func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	return n.applyWith(ctx, cmd, true)
+}
+
+// applyAtLeader is apply without read-your-writes: it returns once the
+// leader has applied cmd, without waiting for this node's state to catch
+// up (which takes until the leader's next message). For the worker's own
+// reports, which nothing here reads back at once.
+func (n *Node) applyAtLeader(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	return n.applyWith(ctx, cmd, false)
+}
+
+func (n *Node) applyWith(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
@@ -70,7 +82,7 @@ func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, erro
 	}
 	wait := 20 * time.Millisecond
 	for {
-		ids, err := n.applyOnce(ctx, cmd)
+		ids, err := n.applyOnce(ctx, cmd, readYourWrites)
 		if err == nil {
 			return ids, nil
 		}
@@ -108,7 +120,7 @@ func idempotent(cmd consensus.Command) bool {
 
 var errForward = errors.New("forward to leader")
 
-func (n *Node) applyOnce(ctx context.Context, cmd consensus.Command) ([]string, error) {
+func (n *Node) applyOnce(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
 	if n.raft.IsLeader() {
 		res, err := n.raft.Apply(ctx, cmd)
 		return resultIDs(res), err
@@ -140,8 +152,10 @@ func (n *Node) applyOnce(ctx context.Context, cmd consensus.Command) ([]string, 
 	}
 	// Read your writes: what this node serves next must include the
 	// command, so wait until it is applied here too.
-	if err := n.waitApplied(ctx, ar.Index); err != nil {
-		return ar.IDs, err
+	if readYourWrites {
+		if err := n.waitApplied(ctx, ar.Index); err != nil {
+			return ar.IDs, err
+		}
 	}
 	if ar.Error != "" {
 		if e, ok := errorKinds[ar.Kind]; ok {

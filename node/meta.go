@@ -34,8 +34,19 @@ func (n *Node) meta() gossip.Meta {
 	return m
 }
 
-// pushMeta gossips the current meta if gossip runs.
+// pushMeta asks for the current meta to be gossiped soon, without
+// waiting: memberlist's UpdateNode blocks until the next gossip round,
+// which must not hold up the worker.
 func (n *Node) pushMeta() {
+	select {
+	case n.metaKick <- struct{}{}:
+	default:
+	}
+}
+
+// sendMeta gossips the current meta if gossip runs; it may block for a
+// gossip interval.
+func (n *Node) sendMeta() {
 	if n.gossip == nil {
 		return
 	}
@@ -59,6 +70,10 @@ func (n *Node) metaLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-n.metaKick:
+			n.sendMeta()
+			lastMeta = time.Now()
+			continue
 		}
 		if !recorded {
 			if leader, _ := n.raft.Leader(); leader != "" {
@@ -84,7 +99,7 @@ func (n *Node) metaLoop(ctx context.Context) {
 			lastQuota = time.Now()
 		}
 		if time.Since(lastMeta) > 3*time.Second {
-			n.pushMeta()
+			n.sendMeta()
 			lastMeta = time.Now()
 		}
 	}

@@ -18,6 +18,7 @@ type metrics struct {
 	badPeers     prometheus.Counter
 	hookRuns     *prometheus.CounterVec
 	buildSeconds prometheus.Histogram
+	buildPhase   *prometheus.HistogramVec
 	requests     *prometheus.CounterVec
 	latency      prometheus.Histogram
 }
@@ -38,6 +39,11 @@ func newMetrics() *metrics {
 			Name: "drvmesh_build_seconds", Help: "Time spent in the builder per build on this node.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 16),
 		}),
+		buildPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "drvmesh_build_phase_seconds",
+			Help:    "Time per build phase on this node: start (recording the start), prepare (reading the inputs from the state), build (the builder, substitution of inputs included), store (dumping, compressing and scanning the outputs), record (recording their narinfos), finish (recording the result).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
+		}, []string{"phase"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drvmesh_http_requests_total", Help: "HTTP requests by status code.",
 		}, []string{"code"}),
@@ -46,7 +52,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
 	}
-	m.reg.MustRegister(m.assigned, m.badPeers, m.hookRuns, m.buildSeconds, m.requests, m.latency,
+	m.reg.MustRegister(m.assigned, m.badPeers, m.hookRuns, m.buildSeconds, m.buildPhase, m.requests, m.latency,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -71,6 +77,11 @@ func (m *metrics) registerState(n *Node) {
 		return float64(len(n.jobs))
 	})
 	gauge("drvmesh_gossip_members", "Members gossip knows.", func() float64 { return float64(n.gossip.NumMembers()) })
+}
+
+// phase records the time since start as one build phase.
+func (m *metrics) phase(name string, start time.Time) {
+	m.buildPhase.WithLabelValues(name).Observe(time.Since(start).Seconds())
 }
 
 func (m *metrics) handler() http.Handler {

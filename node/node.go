@@ -60,6 +60,12 @@ type Node struct {
 
 	jobsMu sync.Mutex
 	jobs   map[string]*job // running builds by id
+	// reported holds builds whose result this node reported, by id, with
+	// the attempt it ran, until the state here shows that attempt (see
+	// pickUp).
+	reported map[string]int
+	// metaKick asks metaLoop to gossip the meta now (see pushMeta).
+	metaKick chan struct{}
 
 	// hookRan holds the events whose hook ran here but whose
 	// acknowledgement did not commit: leading again, this node
@@ -82,7 +88,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), jobs: map[string]*job{}, hookRan: map[uint64]bool{}, files: map[string]string{}, metrics: newMetrics()}, nil
+	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), jobs: map[string]*job{}, reported: map[string]int{}, metaKick: make(chan struct{}, 1), hookRan: map[uint64]bool{}, files: map[string]string{}, metrics: newMetrics()}, nil
 }
 
 // Name is the node's name.

@@ -15,12 +15,14 @@ import (
 	"github.com/drvmesh/drvmesh/builder"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/narcache"
+	"github.com/drvmesh/drvmesh/store"
 )
 
 // job is one build running on this node.
 type job struct {
 	id       string
 	drv      string
+	attempt  int // the attempt this run is: attempts before it + 1
 	cancel   context.CancelFunc
 	done     chan struct{}
 	handBack bool // stopped because the node is leaving: not a failure
@@ -88,6 +90,7 @@ func (n *Node) pickUp(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	n.forgetReported(st)
 	// Oldest first: ListBuilds is newest first.
 	for i := len(bs) - 1; i >= 0 && free > 0; i-- {
 		b := bs[i]
@@ -96,9 +99,14 @@ func (n *Node) pickUp(ctx context.Context) {
 		}
 		n.jobsMu.Lock()
 		_, running := n.jobs[b.ID]
+		if r, ok := n.reported[b.ID]; ok && len(b.Attempts) < r {
+			// Finished here, but this state has not caught up yet.
+			running = true
+		}
 		if !running {
 			jctx, cancel := context.WithCancel(ctx)
-			j := &job{id: b.ID, drv: b.Derivation, cancel: cancel, done: make(chan struct{})}
+			j := &job{id: b.ID, drv: b.Derivation, attempt: len(b.Attempts) + 1, cancel: cancel, done: make(chan struct{})}
+			n.log.Debug("picked up build", keyBuild, b.ID, keyDrv, b.Derivation)
 			n.jobs[b.ID] = j
 			n.wg.Add(1)
 			go func() {
@@ -119,36 +127,85 @@ func (n *Node) pickUp(ctx context.Context) {
 	n.pushMeta()
 }
 
+// forgetReported drops the reported builds whose attempt the state shows.
+func (n *Node) forgetReported(st *consensus.FSM) {
+	n.jobsMu.Lock()
+	defer n.jobsMu.Unlock()
+	for id, r := range n.reported {
+		if b, err := st.GetBuild(id); err != nil || len(b.Attempts) >= r {
+			delete(n.reported, id)
+		}
+	}
+}
+
 // runJob takes a build from scheduled to a final state.
 func (n *Node) runJob(ctx context.Context, j *job) {
 	log := n.log.With(keyBuild, j.id, keyDrv, j.drv)
-	if _, err := n.apply(ctx, &consensus.StartBuild{ID: j.id, Node: n.cfg.Name}); err != nil {
-		log.Warn("start build", keyErr, err)
-		return
-	}
 	start := time.Now()
+	// The start is recorded while the build runs: it only has to be in
+	// the state before the result. If the build is not this node's to
+	// start (canceled, reassigned), the build is stopped.
+	started := make(chan bool, 1)
+	go func() {
+		_, err := n.applyAtLeader(ctx, &consensus.StartBuild{ID: j.id, Node: n.cfg.Name})
+		n.metrics.phase("start", start)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("start build", keyErr, err)
+			}
+			j.cancel()
+		}
+		started <- err == nil
+	}()
+	finish := func(fin *consensus.FinishBuild) bool {
+		if !<-started {
+			return false
+		}
+		n.finish(context.WithoutCancel(ctx), j, fin)
+		n.jobsMu.Lock()
+		n.reported[j.id] = j.attempt
+		n.jobsMu.Unlock()
+		return true
+	}
 	if err := os.MkdirAll(filepath.Join(n.cfg.DataDir, dirLogs), 0o755); err != nil {
 		log.Warn("log dir", keyErr, err)
 	}
 	lf, err := os.OpenFile(n.logPath(j.id), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		n.finish(ctx, j, &consensus.FinishBuild{ID: j.id, Node: n.cfg.Name, Error: "open build log: " + err.Error()})
+		finish(&consensus.FinishBuild{ID: j.id, Node: n.cfg.Name, Error: "open build log: " + err.Error()})
 		return
 	}
+	defer lf.Close()
 	j.logMu.Lock()
 	j.logFile = lf
 	j.logMu.Unlock()
 	fmt.Fprintf(lf, "drvmesh: building %s on %s\n", j.drv, n.cfg.Name)
+	fin := &consensus.FinishBuild{ID: j.id, Node: n.cfg.Name}
+	prepStart := time.Now()
+	in := n.inputsOf(n.raft.State(), j.drv)
+	n.metrics.phase("prepare", prepStart)
+	if len(in.missing) > 0 {
+		// The daemon would build what it cannot substitute: report it
+		// instead, and the mesh builds it first.
+		fmt.Fprintf(lf, "drvmesh: missing inputs: %s\n", strings.Join(in.missing, " "))
+		fin.MissingInputs = in.missing
+		if finish(fin) {
+			log.Info("build waits for missing inputs", "missing", len(fin.MissingInputs))
+		}
+		return
+	}
+	buildStart := time.Now()
 	res, err := n.builder.Build(ctx, builder.Request{
 		DrvPath:     j.drv,
 		Substituter: n.URL(),
+		Prepared:    in.known,
 		TrustedKeys: []string{n.signer.Public().String()},
 	}, lf)
-	n.metrics.buildSeconds.Observe(time.Since(start).Seconds())
-	fin := &consensus.FinishBuild{ID: j.id, Node: n.cfg.Name}
+	n.metrics.phase("build", buildStart)
+	n.metrics.buildSeconds.Observe(time.Since(buildStart).Seconds())
 	switch {
 	case err == nil:
-		outs, perr := n.publishOutputs(ctx, j, res)
+		outs, perr := n.publishOutputs(ctx, j, res, in.candidates)
 		if perr != nil {
 			fmt.Fprintf(lf, "drvmesh: storing the outputs failed: %v\n", perr)
 			fin.Error = "store outputs: " + perr.Error()
@@ -162,16 +219,18 @@ func (n *Node) runJob(ctx context.Context, j *job) {
 			fin.Error = err.Error()
 		}
 	case errors.Is(err, builder.ErrCanceled) || ctx.Err() != nil:
-		lf.Close()
+		<-started
 		if j.handBack {
 			log.Info("build handed back")
 		}
-		return // canceled by a user (already final) or handed back
+		return // canceled by a user (already final), not ours, or handed back
 	default:
 		fin.Error = err.Error()
 	}
 	lf.Close()
-	n.finish(context.WithoutCancel(ctx), j, fin)
+	if !finish(fin) {
+		return
+	}
 	if fin.Success {
 		log.Info("build succeeded", keyElapsed, time.Since(start).Round(time.Millisecond))
 	} else {
@@ -182,14 +241,18 @@ func (n *Node) runJob(ctx context.Context, j *job) {
 func (n *Node) finish(ctx context.Context, j *job, fin *consensus.FinishBuild) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := n.apply(ctx, fin); err != nil {
+	defer n.metrics.phase("finish", time.Now())
+	if _, err := n.applyAtLeader(ctx, fin); err != nil {
 		n.log.Warn("finish build", keyBuild, j.id, keyErr, err)
 	}
 }
 
 // publishOutputs stores every output as a nar, records it in the index,
-// and asks other nodes to keep copies.
-func (n *Node) publishOutputs(ctx context.Context, j *job, res builder.Result) ([]consensus.Output, error) {
+// and asks other nodes to keep copies. The references of each output are
+// found by scanning its nar for the candidates (see inputsOf), as the
+// daemon itself does; without candidates the builder is asked.
+func (n *Node) publishOutputs(ctx context.Context, j *job, res builder.Result, candidates []string) ([]consensus.Output, error) {
+	storeStart := time.Now()
 	drv, _ := n.raft.State().Drv(j.drv)
 	system := ""
 	if drv != nil {
@@ -198,12 +261,18 @@ func (n *Node) publishOutputs(ctx context.Context, j *job, res builder.Result) (
 	var outs []consensus.Output
 	var recs []consensus.NarInfo
 	for name, path := range res.Outputs {
-		nar, err := n.ingestOutput(ctx, path)
+		var scan *store.RefScanner
+		if candidates != nil {
+			scan = store.NewRefScanner(candidates)
+		}
+		nar, err := n.ingestOutput(ctx, path, scan)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		var refs []string
-		if r, ok := n.builder.(builder.Referrer); ok {
+		if scan != nil {
+			refs = scan.Found()
+		} else if r, ok := n.builder.(builder.Referrer); ok {
 			if refs, err = r.References(ctx, path); err != nil {
 				return nil, err
 			}
@@ -211,9 +280,12 @@ func (n *Node) publishOutputs(ctx context.Context, j *job, res builder.Result) (
 		recs = append(recs, n.narInfoRecord(path, nar, refs, baseName(j.drv), system, ""))
 		outs = append(outs, consensus.Output{Name: name, Path: path, NarHash: nar.NarHash.String(), NarSize: nar.NarSize})
 	}
-	if _, err := n.apply(ctx, &consensus.PutNarInfos{NarInfos: recs, Holder: n.cfg.Name}); err != nil {
+	n.metrics.phase("store", storeStart)
+	recordStart := time.Now()
+	if _, err := n.applyAtLeader(ctx, &consensus.PutNarInfos{NarInfos: recs, Holder: n.cfg.Name}); err != nil {
 		return nil, fmt.Errorf("record outputs: %w", err)
 	}
+	n.metrics.phase("record", recordStart)
 	var hps []string
 	for _, r := range recs {
 		hp, _ := consensus.HashPart(r.StorePath)
@@ -223,10 +295,15 @@ func (n *Node) publishOutputs(ctx context.Context, j *job, res builder.Result) (
 	return outs, nil
 }
 
-// ingestOutput dumps a built output into the nar store.
-func (n *Node) ingestOutput(ctx context.Context, path string) (narcache.Nar, error) {
+// ingestOutput dumps a built output into the nar store, showing the nar
+// to scan on the way if it is not nil.
+func (n *Node) ingestOutput(ctx context.Context, path string, scan *store.RefScanner) (narcache.Nar, error) {
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(n.builder.OutputNAR(ctx, path, pw)) }()
+	var w io.Writer = pw
+	if scan != nil {
+		w = io.MultiWriter(scan, pw)
+	}
+	go func() { pw.CloseWithError(n.builder.OutputNAR(ctx, path, w)) }()
 	defer pr.Close()
 	return n.disk.Ingest(ctx, bufio.NewReaderSize(pr, 1<<20), narcache.Expect{})
 }
