@@ -151,29 +151,41 @@ jq -r '.[] | .derivation' "$tmp/builds.json" | while read -r d; do
 	echo
 done >"$tmp/inputs"
 
-jq -r '.[] | [.derivation, .created_at, (.attempts[-1].started_at), (.attempts[-1].finished_at)] | @tsv' \
+jq -r '.[] | [.derivation, .created_at, (.attempts[-1].started_at), (.attempts[-1].finished_at), .node] | @tsv' \
 	"$tmp/builds.json" >"$tmp/times.tsv"
+
+# Where the time inside an attempt goes, per phase, from every node's
+# drvmesh_build_phase_seconds histogram.
+for i in 1 2 3; do curl -fsS "$(url "$i")/metrics"; done |
+	awk '/^drvmesh_build_phase_seconds_(sum|count)/ {
+		match($0, /phase="[a-z]+"/); ph = substr($0, RSTART + 7, RLENGTH - 8)
+		if ($0 ~ /_sum/) sum[ph] += $2; else cnt[ph] += $2
+	}
+	END { for (p in sum) printf "%s\t%f\t%d\n", p, sum[p], cnt[p] }' >"$tmp/phases.tsv"
 
 to_us() { # RFC 3339 with nanoseconds → microseconds since the epoch
 	python3 -c 'import sys, datetime
 for line in sys.stdin:
     f = line.rstrip("\n").split("\t")
     out = [f[0]]
-    for t in f[1:]:
+    for t in f[1:4]:
         t = t.rstrip("Z")
         sec, _, frac = t.partition(".")
         dt = datetime.datetime.fromisoformat(sec).replace(tzinfo=datetime.timezone.utc)
         out.append(str(int(dt.timestamp()) * 1000000 + int((frac + "000000")[:6])))
+    out.append(f[4])
     print("\t".join(out))'
 }
 to_us <"$tmp/times.tsv" >"$tmp/times-us.tsv"
 
-python3 - "$tmp/times-us.tsv" "$tmp/inputs" "$tmp/nix-times" "$SLOTS" <<'EOF'
+python3 - "$tmp/times-us.tsv" "$tmp/inputs" "$tmp/nix-times" "$SLOTS" "$tmp/phases.tsv" <<'EOF'
 import sys, statistics
 times = {}
+node = {}
 for line in open(sys.argv[1]):
-    d, c, s, f = line.split("\t")
+    d, c, s, f, nd = line.rstrip("\n").split("\t")
     times[d] = (int(c), int(s), int(f))
+    node[d] = nd
 inputs = {}
 for line in open(sys.argv[2]):
     f = line.split()
@@ -186,9 +198,19 @@ slots = int(sys.argv[4])
 n = len(times)
 wall = max(f for _, _, f in times.values()) - min(c for c, _, _ in times.values())
 attempt = [f - s for _, s, f in times.values()]
+per_node_slots = slots // 3
 dispatch = []
 for d, (c, s, f) in times.items():
     ready = max([c] + [times[i][2] for i in inputs.get(d, []) if i in times])
+    # ...and a slot free on the node that ran it: the latest finish there,
+    # at or before s, of a moment the node was full.
+    on = [(times[o][1], times[o][2]) for o in times if o != d and node[o] == node[d]]
+    for st, fin in sorted(on, key=lambda x: x[1]):
+        if fin > s:
+            break
+        full = sum(1 for a, b in on if a < fin <= b) >= per_node_slots
+        if full:
+            ready = max(ready, fin)
     dispatch.append(s - ready)
 sum_nix = sum(nix[d] for d in times if d in nix)
 mean_nix = sum_nix / n
@@ -201,5 +223,15 @@ print(f"nix alone: sum {ms(sum_nix):.0f} ms, mean {ms(mean_nix):.1f} ms per deri
 print(f"attempt: mean {ms(statistics.mean(attempt)):.1f} ms, median {ms(statistics.median(attempt)):.1f} ms")
 print(f"dispatch: mean {ms(disp):.1f} ms, median {ms(statistics.median(dispatch)):.1f} ms")
 print(f"overhead per build: in-build {ms(inbuild):.1f} ms + dispatch {ms(disp):.1f} ms = {ms(inbuild + disp):.1f} ms (goal <= 50 ms)")
+phases = {}
+for line in open(sys.argv[5]):
+    p, total, count = line.split()
+    phases[p] = (float(total), int(count))
+order = ["start", "prepare", "build", "store", "record", "finish"]
+print("attempt phases, mean per build: " + ", ".join(
+    f"{p} {phases[p][0] / phases[p][1] * 1000:.1f} ms" for p in order if p in phases and phases[p][1]))
+if "build" in phases:
+    inside = phases["build"][0] / phases["build"][1] * 1e6
+    print(f"mesh time per build outside the builder: attempt {ms(statistics.mean(attempt) - inside):.1f} ms + dispatch {ms(disp):.1f} ms = {ms(statistics.mean(attempt) - inside + disp):.1f} ms")
 print(f"overhead per build, slot bound: (wall x {slots} - sum nix) / {n} = {ms((wall * slots - sum_nix) / n):.1f} ms")
 EOF
