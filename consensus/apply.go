@@ -48,6 +48,10 @@ func (t *txn) exec(cmd Command, at time.Time, index uint64) any {
 		t.ch.setting()
 	case *ClearWaiting:
 		err = t.clearWaiting(c)
+	case *FinishOutputs:
+		if err = t.putNarInfos(&c.NarInfos); err == nil {
+			err = t.finishBuild(&c.Finish, at)
+		}
 	default:
 		panic(fmt.Sprintf("consensus: no handler for command %T", cmd))
 	}

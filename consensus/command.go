@@ -27,6 +27,7 @@ const (
 	CmdAckEvents    CommandType = 11
 	CmdSetSettings  CommandType = 12
 	CmdClearWaiting CommandType = 13
+	CmdFinishOutput CommandType = 14
 
 	// SkipIfUnknown is or-ed into a type that older replicas may ignore.
 	SkipIfUnknown CommandType = 0x80
@@ -137,24 +138,34 @@ type SetSettings struct {
 	Settings Settings `json:"settings"`
 }
 
+// FinishOutputs records a succeeded build's output nars (as PutNarInfos)
+// and its result (as FinishBuild) in one entry: one commit on the path
+// from a built derivation to the dependents it frees. Either both apply
+// or, when the finish is refused, neither.
+type FinishOutputs struct {
+	NarInfos PutNarInfos `json:"narinfos"`
+	Finish   FinishBuild `json:"finish"`
+}
+
 // ClearWaiting empties a queued build's WaitingFor list.
 type ClearWaiting struct {
 	BuildID string `json:"build_id"`
 }
 
-func (SubmitBuilds) Type() CommandType { return CmdSubmitBuilds }
-func (AssignBuilds) Type() CommandType { return CmdAssignBuilds }
-func (StartBuild) Type() CommandType   { return CmdStartBuild }
-func (FinishBuild) Type() CommandType  { return CmdFinishBuild }
-func (CancelBuilds) Type() CommandType { return CmdCancelBuilds }
-func (RequeueNode) Type() CommandType  { return CmdRequeueNode }
-func (PutNarInfos) Type() CommandType  { return CmdPutNarInfos }
-func (SetNarHolder) Type() CommandType { return CmdSetNarHolder }
-func (PutNode) Type() CommandType      { return CmdPutNode }
-func (RemoveNode) Type() CommandType   { return CmdRemoveNode }
-func (AckEvents) Type() CommandType    { return CmdAckEvents }
-func (SetSettings) Type() CommandType  { return CmdSetSettings }
-func (ClearWaiting) Type() CommandType { return CmdClearWaiting }
+func (SubmitBuilds) Type() CommandType  { return CmdSubmitBuilds }
+func (AssignBuilds) Type() CommandType  { return CmdAssignBuilds }
+func (StartBuild) Type() CommandType    { return CmdStartBuild }
+func (FinishBuild) Type() CommandType   { return CmdFinishBuild }
+func (CancelBuilds) Type() CommandType  { return CmdCancelBuilds }
+func (RequeueNode) Type() CommandType   { return CmdRequeueNode }
+func (PutNarInfos) Type() CommandType   { return CmdPutNarInfos }
+func (SetNarHolder) Type() CommandType  { return CmdSetNarHolder }
+func (PutNode) Type() CommandType       { return CmdPutNode }
+func (RemoveNode) Type() CommandType    { return CmdRemoveNode }
+func (AckEvents) Type() CommandType     { return CmdAckEvents }
+func (SetSettings) Type() CommandType   { return CmdSetSettings }
+func (ClearWaiting) Type() CommandType  { return CmdClearWaiting }
+func (FinishOutputs) Type() CommandType { return CmdFinishOutput }
 
 // newCommand returns an empty command of a known type, or nil.
 func newCommand(t CommandType) Command {
@@ -185,6 +196,8 @@ func newCommand(t CommandType) Command {
 		return &SetSettings{}
 	case CmdClearWaiting:
 		return &ClearWaiting{}
+	case CmdFinishOutput:
+		return &FinishOutputs{}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -229,6 +230,43 @@ func TestFSM_Apply(t *testing.T) {
 		}
 		if err, _ := f.apply(&FinishBuild{ID: id, Node: "n1", Error: "late"}, t0).(error); !errors.Is(err, ErrBadTransition) {
 			t.Fatalf("finish of finished build: %v", err)
+		}
+	})
+	t.Run("finish with outputs records nars and result in one entry", func(t *testing.T) {
+		f := newTestFSM(t)
+		id := f.running(1, "n1")
+		nar := NarInfo{StorePath: storePath(1001, "pkg"), NarHash: "sha256:" + hashOf(1001), NarSize: 1101}
+		cmd := &FinishOutputs{
+			NarInfos: PutNarInfos{Holder: "n1", NarInfos: []NarInfo{nar}},
+			Finish:   FinishBuild{ID: id, Node: "n1", Success: true, Outputs: []Output{{Name: "out", Path: nar.StorePath}}},
+		}
+		// Refused finish (wrong node): nothing is recorded, not even the nar.
+		bad := *cmd
+		bad.Finish.Node = "n2"
+		before := f.dump()
+		if err, _ := f.apply(&bad, t0).(error); !errors.Is(err, ErrBadTransition) {
+			t.Fatalf("finish from another node: %v", err)
+		}
+		if !bytes.Equal(before, f.dump()) {
+			t.Fatal("refused finish changed the state")
+		}
+		f.mustApply(cmd, t0.Add(2*time.Minute))
+		b := f.build(id)
+		if b.State != StateSucceeded || b.Outputs[0].NarHash != nar.NarHash || b.Outputs[0].NarSize != nar.NarSize {
+			t.Fatalf("build = %+v", b)
+		}
+		ni, err := f.NarInfoByHash(hashOf(1001))
+		if err != nil || !slices.Equal(ni.Holders, []string{"n1"}) {
+			t.Fatalf("nar record = %+v, %v", ni, err)
+		}
+		// The command survives its encoding.
+		data, err := EncodeCommand(cmd, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := DecodeCommand(data)
+		if err != nil || !reflect.DeepEqual(back, Command(cmd)) {
+			t.Fatalf("decoded %#v, %v", back, err)
 		}
 	})
 	t.Run("failure retries then fails", func(t *testing.T) {
