@@ -227,7 +227,7 @@ phases = {}
 for line in open(sys.argv[5]):
     p, total, count = line.split()
     phases[p] = (float(total), int(count))
-order = ["start", "prepare", "build", "store", "record", "finish"]
+order = ["start", "prepare", "build", "store", "finish"]
 print("attempt phases, mean per build: " + ", ".join(
     f"{p} {phases[p][0] / phases[p][1] * 1000:.1f} ms" for p in order if p in phases and phases[p][1]))
 if "build" in phases:

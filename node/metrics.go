@@ -41,7 +41,7 @@ func newMetrics() *metrics {
 		}),
 		buildPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "drvmesh_build_phase_seconds",
-			Help:    "Time per build phase on this node: start (recording the start), prepare (reading the inputs from the state), build (the builder, substitution of inputs included), store (dumping, compressing and scanning the outputs), record (recording their narinfos), finish (recording the result).",
+			Help:    "Time per build phase on this node: start (recording the start), prepare (reading the inputs from the state), build (the builder, substitution of inputs included), store (dumping, compressing, scanning and signing the outputs), finish (recording the result with the outputs' narinfos).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
 		}, []string{"phase"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

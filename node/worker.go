@@ -157,11 +157,12 @@ func (n *Node) runJob(ctx context.Context, j *job) {
 		}
 		started <- err == nil
 	}()
+	var recs []consensus.NarInfo // the outputs' records, on success
 	finish := func(fin *consensus.FinishBuild) bool {
 		if !<-started {
 			return false
 		}
-		n.finish(context.WithoutCancel(ctx), j, fin)
+		n.finish(context.WithoutCancel(ctx), j, fin, recs)
 		n.jobsMu.Lock()
 		n.reported[j.id] = j.attempt
 		n.jobsMu.Unlock()
@@ -205,12 +206,12 @@ func (n *Node) runJob(ctx context.Context, j *job) {
 	n.metrics.buildSeconds.Observe(time.Since(buildStart).Seconds())
 	switch {
 	case err == nil:
-		outs, perr := n.publishOutputs(ctx, j, res, in.candidates)
+		outs, rs, perr := n.storeOutputs(ctx, j, res, in.candidates)
 		if perr != nil {
 			fmt.Fprintf(lf, "drvmesh: storing the outputs failed: %v\n", perr)
 			fin.Error = "store outputs: " + perr.Error()
 		} else {
-			fin.Success, fin.Outputs = true, outs
+			fin.Success, fin.Outputs, recs = true, outs, rs
 		}
 	case errors.Is(err, builder.ErrMissingInputs):
 		fmt.Fprintf(lf, "drvmesh: missing inputs: %s\n", strings.Join(res.MissingInputs, " "))
@@ -238,20 +239,45 @@ func (n *Node) runJob(ctx context.Context, j *job) {
 	}
 }
 
-func (n *Node) finish(ctx context.Context, j *job, fin *consensus.FinishBuild) {
+// finish reports a build's result; a success carries its outputs'
+// records, committed with it in one entry. The outputs are then copied
+// to other nodes.
+func (n *Node) finish(ctx context.Context, j *job, fin *consensus.FinishBuild, recs []consensus.NarInfo) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	defer n.metrics.phase("finish", time.Now())
-	if _, err := n.applyAtLeader(ctx, fin); err != nil {
+	var cmd consensus.Command = fin
+	if len(recs) > 0 {
+		cmd = &consensus.FinishOutputs{NarInfos: consensus.PutNarInfos{NarInfos: recs, Holder: n.cfg.Name}, Finish: *fin}
+	}
+	_, err := n.applyAtLeader(ctx, cmd)
+	if err != nil {
 		n.log.Warn("finish build", keyBuild, j.id, keyErr, err)
+		if len(recs) == 0 || !errors.Is(err, consensus.ErrBadTransition) {
+			return
+		}
+		// The build is no longer this node's (canceled meanwhile): its
+		// outputs are still good substitutes.
+		if _, err := n.applyAtLeader(ctx, &consensus.PutNarInfos{NarInfos: recs, Holder: n.cfg.Name}); err != nil {
+			n.log.Warn("record outputs", keyBuild, j.id, keyErr, err)
+			return
+		}
+	}
+	var hps []string
+	for _, r := range recs {
+		hp, _ := consensus.HashPart(r.StorePath)
+		hps = append(hps, hp)
+	}
+	if len(hps) > 0 {
+		n.replicateAsync(hps...)
 	}
 }
 
-// publishOutputs stores every output as a nar, records it in the index,
-// and asks other nodes to keep copies. The references of each output are
-// found by scanning its nar for the candidates (see inputsOf), as the
-// daemon itself does; without candidates the builder is asked.
-func (n *Node) publishOutputs(ctx context.Context, j *job, res builder.Result, candidates []string) ([]consensus.Output, error) {
+// storeOutputs stores every output as a nar and returns the outputs and
+// their signed records. The references of each output are found by
+// scanning its nar for the candidates (see inputsOf), as the daemon
+// itself does; without candidates the builder is asked.
+func (n *Node) storeOutputs(ctx context.Context, j *job, res builder.Result, candidates []string) ([]consensus.Output, []consensus.NarInfo, error) {
 	storeStart := time.Now()
 	drv, _ := n.raft.State().Drv(j.drv)
 	system := ""
@@ -267,32 +293,21 @@ func (n *Node) publishOutputs(ctx context.Context, j *job, res builder.Result, c
 		}
 		nar, err := n.ingestOutput(ctx, path, scan)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
 		}
 		var refs []string
 		if scan != nil {
 			refs = scan.Found()
 		} else if r, ok := n.builder.(builder.Referrer); ok {
 			if refs, err = r.References(ctx, path); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		recs = append(recs, n.narInfoRecord(path, nar, refs, baseName(j.drv), system, ""))
 		outs = append(outs, consensus.Output{Name: name, Path: path, NarHash: nar.NarHash.String(), NarSize: nar.NarSize})
 	}
 	n.metrics.phase("store", storeStart)
-	recordStart := time.Now()
-	if _, err := n.applyAtLeader(ctx, &consensus.PutNarInfos{NarInfos: recs, Holder: n.cfg.Name}); err != nil {
-		return nil, fmt.Errorf("record outputs: %w", err)
-	}
-	n.metrics.phase("record", recordStart)
-	var hps []string
-	for _, r := range recs {
-		hp, _ := consensus.HashPart(r.StorePath)
-		hps = append(hps, hp)
-	}
-	n.replicateAsync(hps...)
-	return outs, nil
+	return outs, recs, nil
 }
 
 // ingestOutput dumps a built output into the nar store, showing the nar
