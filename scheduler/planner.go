@@ -36,12 +36,11 @@ type Planner struct {
 	nodes      []*nodeState
 	freeNodes  []int32
 	nodeByName map[string]int32
-	narIDs     map[string]int32 // held nar path → id
-	holders    [][]int32        // by nar id: nodes holding it
-	freeNars   []int32          // ids of nars no node holds
-	loads      []float64        // by node: loadOf, dense for pick
-	ranks      []int32          // by node: order of live names, for pick
-	ranksStale bool             // a node was added since ranks were set
+	narIDs     narTable  // held nar path → id
+	holders    [][]int32 // by nar id: nodes holding it
+	loads      []float64 // by node: loadOf, dense for pick
+	ranks      []int32   // by node: order of live names, for pick
+	ranksStale bool      // a node was added since ranks were set
 
 	// scratch for Reset and Plan, kept to avoid allocating every round
 	builds   []*Build // Reset scratch
@@ -57,6 +56,7 @@ type Planner struct {
 	flat     []Nar    // their input nars, build q's at off[q]:off[q+1]
 	off      []int32
 	ids      []int32 // nar id of each of flat, -1 if held nowhere
+	touchSum byte    // see resolve
 	mark     []uint32
 	bytes    []int64
 	epoch    uint32
@@ -161,7 +161,6 @@ func (p *Planner) clear() {
 		nodeByName:  old.nodeByName,
 		narIDs:      old.narIDs,
 		holders:     old.holders,
-		freeNars:    old.freeNars,
 		now:         math.MinInt64,
 		deferred:    entryHeap{items: old.deferred.items[:0], key: deferKey, tie: deferTie},
 		active:      old.active[:0],
@@ -179,8 +178,8 @@ func (p *Planner) clear() {
 	if p.nodeByName == nil {
 		p.nodeByName = map[string]int32{}
 	}
-	if p.narIDs == nil {
-		p.narIDs = map[string]int32{}
+	if p.narIDs.slots == nil {
+		p.narIDs = newNarTable()
 	}
 }
 

@@ -74,7 +74,7 @@ func (p *Planner) RemoveNar(node, path string) error {
 	if !ok {
 		return fmt.Errorf("remove nar from %s: %w", node, ErrUnknownNode)
 	}
-	if id, ok := p.narIDs[path]; ok && slices.Contains(p.holders[id], ni) {
+	if id, ok := p.narIDs.find(path); ok && slices.Contains(p.holders[id], ni) {
 		ns := p.nodes[ni]
 		ns.nars = slices.DeleteFunc(ns.nars, func(x string) bool { return x == path })
 		p.unhold(path, ni)
@@ -167,23 +167,15 @@ func (p *Planner) setNars(ni int32, paths []string) {
 // narID returns the id of a held nar path, giving it one if it has none.
 // Ids index Planner.holders; a path no node holds gives its id back.
 func (p *Planner) narID(path string) int32 {
-	if id, ok := p.narIDs[path]; ok {
-		return id
-	}
-	var id int32
-	if k := len(p.freeNars); k > 0 {
-		id = p.freeNars[k-1]
-		p.freeNars = p.freeNars[:k-1]
-	} else {
-		id = int32(len(p.holders))
+	id := p.narIDs.intern(path)
+	if int(id) == len(p.holders) {
 		p.holders = append(p.holders, nil)
 	}
-	p.narIDs[path] = id
 	return id
 }
 
 func (p *Planner) unhold(path string, ni int32) {
-	id, ok := p.narIDs[path]
+	id, ok := p.narIDs.find(path)
 	if !ok {
 		return
 	}
@@ -193,8 +185,7 @@ func (p *Planner) unhold(path string, ni int32) {
 	}
 	p.holders[id] = hs
 	if len(hs) == 0 {
-		delete(p.narIDs, path)
-		p.freeNars = append(p.freeNars, id)
+		p.narIDs.remove(path)
 	}
 }
 

@@ -104,14 +104,30 @@ const maxBatch = 64
 // nowhere). Each step runs over the whole batch, so the memory reads of
 // different builds overlap instead of waiting for one another.
 func (p *Planner) resolve(batch []*Build) {
+	// The same for each build's list of nars (see below).
+	var sum byte
+	for _, b := range batch {
+		if len(b.InputNars) > 0 {
+			sum += byte(b.InputNars[0].Size)
+		}
+	}
 	flat, off := p.flat[:0], append(p.off[:0], 0)
 	for _, b := range batch {
 		flat = append(flat, b.InputNars...)
 		off = append(off, int32(len(flat)))
 	}
+	// Reading one byte at each end of every path, in a loop this short,
+	// keeps many memory reads in flight at once; hashing them next then
+	// finds the paths in cache instead of waiting for each in turn.
+	for _, nar := range flat {
+		if n := len(nar.Path); n > 0 {
+			sum += nar.Path[0] + nar.Path[n-1]
+		}
+	}
+	p.touchSum += sum
 	ids := p.ids[:0]
 	for _, nar := range flat {
-		id, ok := p.narIDs[nar.Path]
+		id, ok := p.narIDs.find(nar.Path)
 		if !ok {
 			id = -1
 		}
@@ -131,29 +147,37 @@ func (p *Planner) pick(c *class, b *Build, nars []Nar, ids []int32) int32 {
 		clear(p.mark)
 		p.epoch = 1
 	}
-	touched := p.touched[:0]
+	// The tally is written without branches on whether a node is new to
+	// this build (they would be mispredicted half the time): touched gets
+	// every node written at its end, and only new ones are kept.
+	if len(p.touched) <= len(p.nodes) {
+		p.touched = make([]int32, len(p.nodes)+1)
+	}
+	touched, n := p.touched, 0
 	supports, rem, mark, bytes, epoch := c.supports, p.rem, p.mark, p.bytes, p.epoch
 	for k, nar := range nars {
 		if ids[k] < 0 {
 			continue
 		}
+		size := nar.Size
 		for _, h := range p.holders[ids[k]] {
 			if !supports[h] || rem[h] == 0 {
 				continue
 			}
+			held, fresh := bytes[h], 0
 			if mark[h] != epoch {
-				mark[h] = epoch
-				bytes[h] = 0
-				touched = append(touched, h)
+				held, fresh = 0, 1
 			}
-			bytes[h] += nar.Size
+			mark[h] = epoch
+			bytes[h] = held + size
+			touched[n] = h
+			n += fresh
 		}
 	}
+	touched = touched[:n]
 
 	if len(b.FailedOn) == 0 {
-		best := p.pickSimple(c, touched)
-		p.touched = touched[:0]
-		return best
+		return p.pickSimple(c, touched)
 	}
 	best, bestC := int32(-1), candidate{}
 	consider := func(h int32) {
@@ -191,7 +215,6 @@ func (p *Planner) pick(c *class, b *Build, nars []Nar, ids []int32) int32 {
 	if firstFailed >= 0 {
 		consider(firstFailed)
 	}
-	p.touched = touched[:0]
 	return best
 }
 

@@ -133,7 +133,7 @@ func (p *Planner) fillHeaps(deferred int) {
 // resetNodes reconciles the nodes with state's: unchanged nar lists keep
 // their place in the nar index, nodes no longer in state are removed.
 func (p *Planner) resetNodes(state State) []error {
-	if len(p.narIDs) == 0 {
+	if p.narIDs.len() == 0 {
 		holdings := 0
 		for n := range state.Nodes() {
 			if n != nil {
@@ -141,7 +141,7 @@ func (p *Planner) resetNodes(state State) []error {
 			}
 		}
 		// Nars are usually held by a few nodes each.
-		p.narIDs = make(map[string]int32, holdings/8)
+		p.narIDs.reserve(holdings / 8)
 		p.holders = make([][]int32, 0, holdings/8)
 	}
 	var errs []error
