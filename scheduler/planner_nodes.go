@@ -134,6 +134,7 @@ func (p *Planner) setNars(ni int32, paths []string) {
 	old := ns.nars
 	ns.nars = slices.Clone(paths)
 	if len(old) == 0 {
+		p.touchSum += touchPaths(paths)
 		for _, path := range paths {
 			// Within one call a repeated path finds ni last in its list.
 			id := p.narID(path)
@@ -162,6 +163,19 @@ func (p *Planner) setNars(ni int32, paths []string) {
 			p.unhold(path, ni)
 		}
 	}
+}
+
+// touchPaths reads one byte at each end of every path and returns their
+// sum. In a loop this short many memory reads are in flight at once, so
+// hashing the paths next finds them in cache instead of waiting for each.
+func touchPaths(paths []string) byte {
+	var sum byte
+	for _, path := range paths {
+		if n := len(path); n > 0 {
+			sum += path[0] + path[n-1]
+		}
+	}
+	return sum
 }
 
 // narID returns the id of a held nar path, giving it one if it has none.
