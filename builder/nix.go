@@ -53,6 +53,9 @@ type Nix struct {
 
 	initMu sync.Mutex
 	inited bool // the chroot store's database exists
+
+	cacheMu    sync.Mutex
+	idleCaches []string // narinfo cache dirs no build uses now
 }
 
 var _ Builder = (*Nix)(nil)
@@ -97,6 +100,8 @@ func NewNix(cfg NixConfig) (*Nix, error) {
 		}
 		n.stateDir, n.ownState = dir, true
 	}
+	// Caches left by an earlier run are reused.
+	n.idleCaches, _ = filepath.Glob(filepath.Join(n.stateDir, "cache-*"))
 	return n, nil
 }
 
@@ -186,17 +191,16 @@ func (n *Nix) Build(ctx context.Context, req Request, log io.Writer) (Result, er
 	if err := n.files.checkPath(req.DrvPath); err != nil || !strings.HasSuffix(req.DrvPath, ".drv") {
 		return Result{}, fmt.Errorf("build %s: %w", req.DrvPath, ErrBadRequest)
 	}
-	// Each build has its own narinfo cache: Nix commands that share one
-	// race on its SQLite file ("constraint failed" when one re-registers
-	// the cache under another's feet).
-	if err := os.MkdirAll(n.stateDir, 0o755); err != nil {
-		return Result{}, fmt.Errorf("build %s: %w: %v", req.DrvPath, ErrBackend, err)
-	}
-	cacheDir, err := os.MkdirTemp(n.stateDir, "cache-")
+	// Builds running at once each have a narinfo cache of their own: Nix
+	// commands that share one race on its SQLite file ("constraint
+	// failed" when one re-registers the cache under another's feet).
+	// Caches are reused by later builds, since making one costs a new
+	// SQLite database.
+	cacheDir, err := n.takeCacheDir()
 	if err != nil {
 		return Result{}, fmt.Errorf("build %s: %w: %v", req.DrvPath, ErrBackend, err)
 	}
-	defer os.RemoveAll(cacheDir)
+	defer n.giveCacheDir(cacheDir)
 	req.cacheDir = cacheDir
 	if err := n.initStore(ctx, req); err != nil {
 		return Result{}, fmt.Errorf("build %s: %w", req.DrvPath, err)
@@ -225,6 +229,28 @@ func (n *Nix) Build(ctx context.Context, req Request, log io.Writer) (Result, er
 		return res, fmt.Errorf("fetch inputs of %s: %w", req.DrvPath, err)
 	}
 	return n.realise(ctx, req, want, log)
+}
+
+// takeCacheDir returns a narinfo cache dir no running build uses.
+func (n *Nix) takeCacheDir() (string, error) {
+	n.cacheMu.Lock()
+	defer n.cacheMu.Unlock()
+	if k := len(n.idleCaches); k > 0 {
+		dir := n.idleCaches[k-1]
+		n.idleCaches = n.idleCaches[:k-1]
+		return dir, nil
+	}
+	if err := os.MkdirAll(n.stateDir, 0o755); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(n.stateDir, "cache-")
+}
+
+// giveCacheDir lets a later build use dir.
+func (n *Nix) giveCacheDir(dir string) {
+	n.cacheMu.Lock()
+	n.idleCaches = append(n.idleCaches, dir)
+	n.cacheMu.Unlock()
 }
 
 // initStore creates a chroot store's database once, before builds run
