@@ -25,10 +25,15 @@
 #   slots     (wall × 6 − Σnix) / builds, an upper bound that also counts
 #             slots the graph leaves idle (a layer of ten on six slots) and
 #             six slots sharing this machine's cores.
-# Usage: bench/builds.sh [N]   (default 200)
+#   serial    (wall − Σnix) / builds: with WIDTH=1 the graph is a chain,
+#             one build at a time, so this is the whole time the mesh adds
+#             per build (dispatch, fetching inputs, storing outputs,
+#             consensus) with no contention between builds.
+# Usage: [WIDTH=w] bench/builds.sh [N]   (default 200; WIDTH 10, 1 = chain)
 set -eu
 cd "$(dirname "$0")/.."
 N=${1:-200}
+WIDTH=${WIDTH:-10}
 SLOTS=6
 command -v jq >/dev/null || { echo "bench/builds.sh needs jq" >&2; exit 1; }
 
@@ -101,7 +106,7 @@ substituters =" NIX_REMOTE= HOME="$r/home" XDG_CACHE_HOME="$r/cache" NIX_STATE_D
 salt=bench-$(date +%s%N)
 client="$tmp/client"
 root=$(nixenv "$client" nix-instantiate --store "local?root=$client" examples/many.nix \
-	--arg n "$N" --argstr salt "$salt" -A root 2>/dev/null)
+	--arg n "$N" --arg width "$WIDTH" --argstr salt "$salt" -A root 2>/dev/null)
 
 t0=$(date +%s%N)
 "$dm" submit --closure --retries 2 --tag "bench=$salt" --nix-store "local?root=$client" \
@@ -134,7 +139,7 @@ fi
 # order (nix-store -qR lists inputs first).
 local_root="$tmp/local"
 nixenv "$local_root" nix-instantiate --store "local?root=$local_root" examples/many.nix \
-	--arg n "$N" --argstr salt "$salt" -A root >/dev/null 2>&1
+	--arg n "$N" --arg width "$WIDTH" --argstr salt "$salt" -A root >/dev/null 2>&1
 : >"$tmp/nix-times"
 for d in $(nixenv "$local_root" nix-store --store "local?root=$local_root" -qR "$root" | grep '\.drv$'); do
 	s=$(date +%s%N)
@@ -233,5 +238,6 @@ print("attempt phases, mean per build: " + ", ".join(
 if "build" in phases:
     inside = phases["build"][0] / phases["build"][1] * 1e6
     print(f"mesh time per build outside the builder: attempt {ms(statistics.mean(attempt) - inside):.1f} ms + dispatch {ms(disp):.1f} ms = {ms(statistics.mean(attempt) - inside + disp):.1f} ms")
+print(f"overhead per build, serial bound: (wall - sum nix) / {n} = {ms((wall - sum_nix) / n):.1f} ms (exact for a chain, WIDTH=1)")
 print(f"overhead per build, slot bound: (wall x {slots} - sum nix) / {n} = {ms((wall * slots - sum_nix) / n):.1f} ms")
 EOF
