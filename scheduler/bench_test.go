@@ -98,6 +98,50 @@ func BenchmarkPlanner_FullRound(b *testing.B) {
 	}
 }
 
+// BenchmarkPlanner_Phases splits a full round into its parts: Reset on a
+// new Planner (cold), Reset on one that held the same state (warm), and
+// Plan alone on a Planner fresh from Reset.
+func BenchmarkPlanner_Phases(b *testing.B) {
+	f := farm100k(b)
+	for _, s := range strategies {
+		cfg := scheduler.DefaultConfig()
+		cfg.Strategy = s
+		b.Run(string(s)+"/reset-cold", func(b *testing.B) {
+			start := cpuTime()
+			for b.Loop() {
+				p, err := scheduler.NewPlanner(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := p.Reset(f.State); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, start)
+		})
+		b.Run(string(s)+"/reset-warm", func(b *testing.B) {
+			p := newPlanner(b, f, s)
+			start := cpuTime()
+			for b.Loop() {
+				if err := p.Reset(f.State); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, start)
+		})
+		b.Run(string(s)+"/plan", func(b *testing.B) {
+			p := newPlanner(b, f, s)
+			start := cpuTime()
+			n := 0
+			for b.Loop() {
+				n = len(p.Plan(f.Now).Assignments)
+			}
+			reportCPU(b, start)
+			b.ReportMetric(float64(n), "assigned")
+		})
+	}
+}
+
 // BenchmarkPlanner_Prepare is the one-off cost, after a Reset, of the
 // indexes by id and by missing input that Reset leaves for first use.
 func BenchmarkPlanner_Prepare(b *testing.B) {
