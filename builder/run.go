@@ -18,6 +18,12 @@ import (
 // SIGKILL of the client's group would not reach.
 const killGrace = 5 * time.Second
 
+// buildNice is the niceness of the daemon clients and the builds they
+// start: on a machine whose cores the builds fill, the node itself
+// (scheduling, consensus, serving nars) must not wait behind them. The
+// builds still get every cycle the node leaves idle.
+const buildNice = 10
+
 // headSize and tailSize bound the bytes of a command's output kept for
 // error messages and message parsing: the start (where Nix announces what
 // it builds) and the end (where it says what failed).
@@ -101,6 +107,8 @@ func (c command) run(ctx context.Context) (cmdResult, error) {
 		return cmdResult{}, fmt.Errorf("start %s: %w: %v", c.path, ErrBackend, err)
 	}
 	pgid := cmd.Process.Pid
+	// Best effort: a command that cannot be reniced still runs.
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, pgid, buildNice)
 	if c.started != nil {
 		c.started(pgid)
 	}
