@@ -18,8 +18,9 @@ import (
 // SIGKILL of the client's group would not reach.
 const killGrace = 5 * time.Second
 
-// buildNice is the niceness of the daemon clients and the builds they
-// start: on a machine whose cores the builds fill, the node itself
+// buildNice is the niceness of the commands the node runs, and so of the
+// builds they run themselves (a chroot store; a system daemon's builds
+// keep the daemon's): on a machine whose cores the builds fill, the node
 // (scheduling, consensus, serving nars) must not wait behind them. The
 // builds still get every cycle the node leaves idle.
 const buildNice = 10
