@@ -48,6 +48,8 @@ func (t *txn) exec(cmd Command, at time.Time, index uint64) any {
 		t.ch.setting()
 	case *ClearWaiting:
 		err = t.clearWaiting(c)
+	case *FailQueued:
+		res, err = t.failQueued(c, at)
 	case *FinishOutputs:
 		if err = t.putNarInfos(&c.NarInfos); err == nil {
 			err = t.finishBuild(&c.Finish, at)
@@ -247,6 +249,25 @@ func (t *txn) checkOutputs(outs []Output) ([]Output, error) {
 			return nil, fmt.Errorf("output %s: nar hash or size differs from its record: %w", o.Path, ErrBadCommand)
 		}
 		o.NarHash, o.NarSize = n.NarHash, n.NarSize
+	}
+	return res, nil
+}
+
+func (t *txn) failQueued(c *FailQueued, at time.Time) (*RequeueResult, error) {
+	if c.Error == "" {
+		return nil, fmt.Errorf("fail queued builds without an error: %w", ErrBadCommand)
+	}
+	res := &RequeueResult{}
+	for _, id := range c.IDs {
+		b, k, err := t.getBuild(id)
+		if err != nil || b.State != StateQueued {
+			continue
+		}
+		old := *b
+		b.State, b.FinishedAt, b.Error, b.WaitingFor = StateFailed, at, c.Error, nil
+		t.putBuild(k, &old, b)
+		t.addEvent(EventBuildFailed, k, at)
+		res.IDs = append(res.IDs, id)
 	}
 	return res, nil
 }

@@ -28,6 +28,7 @@ const (
 	CmdSetSettings  CommandType = 12
 	CmdClearWaiting CommandType = 13
 	CmdFinishOutput CommandType = 14
+	CmdFailQueued   CommandType = 15
 
 	// SkipIfUnknown is or-ed into a type that older replicas may ignore.
 	SkipIfUnknown CommandType = 0x80
@@ -147,6 +148,15 @@ type FinishOutputs struct {
 	Finish   FinishBuild `json:"finish"`
 }
 
+// FailQueued fails queued builds that cannot run, such as those whose
+// input derivation failed for good, with Error as their error. Ids that
+// are unknown or no longer queued are skipped, so the leader may send it
+// again. Result: *RequeueResult, the ids failed.
+type FailQueued struct {
+	IDs   []string `json:"ids"`
+	Error string   `json:"error"`
+}
+
 // ClearWaiting empties a queued build's WaitingFor list.
 type ClearWaiting struct {
 	BuildID string `json:"build_id"`
@@ -166,6 +176,7 @@ func (AckEvents) Type() CommandType     { return CmdAckEvents }
 func (SetSettings) Type() CommandType   { return CmdSetSettings }
 func (ClearWaiting) Type() CommandType  { return CmdClearWaiting }
 func (FinishOutputs) Type() CommandType { return CmdFinishOutput }
+func (FailQueued) Type() CommandType    { return CmdFailQueued }
 
 // newCommand returns an empty command of a known type, or nil.
 func newCommand(t CommandType) Command {
@@ -198,6 +209,8 @@ func newCommand(t CommandType) Command {
 		return &ClearWaiting{}
 	case CmdFinishOutput:
 		return &FinishOutputs{}
+	case CmdFailQueued:
+		return &FailQueued{}
 	}
 	return nil
 }

@@ -269,6 +269,34 @@ func TestFSM_Apply(t *testing.T) {
 			t.Fatalf("decoded %#v, %v", back, err)
 		}
 	})
+	t.Run("fail queued builds", func(t *testing.T) {
+		f := newTestFSM(t)
+		queued := f.submit(1, nil)
+		running := f.running(2, "n1")
+		before := f.dump()
+		if err, _ := f.apply(&FailQueued{IDs: []string{queued}}, t0).(error); !errors.Is(err, ErrBadCommand) {
+			t.Fatalf("fail without an error: %v", err)
+		}
+		if !bytes.Equal(before, f.dump()) {
+			t.Fatal("refused command changed the state")
+		}
+		res := f.mustApply(&FailQueued{IDs: []string{queued, running, "00000000000000000000000000000000"}, Error: "input x failed"}, t0.Add(time.Minute))
+		if ids := res.(*RequeueResult).IDs; !slices.Equal(ids, []string{queued}) {
+			t.Fatalf("failed %v, want only the queued build", ids)
+		}
+		if b := f.build(queued); b.State != StateFailed || b.Error != "input x failed" || !b.FinishedAt.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("queued build = %+v", b)
+		}
+		if b := f.build(running); b.State != StateBuilding {
+			t.Fatalf("running build = %+v", b)
+		}
+		// Again: nothing left to fail, nothing changes.
+		events := len(eventTypes(t, f))
+		res = f.mustApply(&FailQueued{IDs: []string{queued}, Error: "other"}, t0.Add(2*time.Minute))
+		if b := f.build(queued); len(res.(*RequeueResult).IDs) != 0 || b.Error != "input x failed" || len(eventTypes(t, f)) != events {
+			t.Fatalf("repeated command failed %v, build %+v", res.(*RequeueResult).IDs, b)
+		}
+	})
 	t.Run("failure retries then fails", func(t *testing.T) {
 		f := newTestFSM(t)
 		f.mustApply(&SetSettings{Settings: Settings{Retries: 1}}, t0)
