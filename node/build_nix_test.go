@@ -230,6 +230,24 @@ func TestNode_Builds(t *testing.T) {
 		}
 	})
 
+	t.Run("a build whose input failed for good fails too", func(t *testing.T) {
+		s := salt + "-broken"
+		dep := m.instantiate(client, testdata, "afterBroken", "--argstr", "salt", s)
+		in := m.instantiate(client, testdata, "brokenInput", "--argstr", "salt", s)
+		subs := m.submit(m.node("b3"), client, []string{"--closure", "--retries", "0"}, dep)
+		if len(subs) != 2 {
+			t.Fatalf("submit --closure made %d builds, want 2", len(subs))
+		}
+		n := m.node("b1")
+		b := waitState(t, n, subs[0].ID, 2*time.Minute, consensus.StateFailed, consensus.StateSucceeded, consensus.StateCanceled)
+		if b.State != consensus.StateFailed || !strings.Contains(b.Error, in) {
+			t.Fatalf("dependent of a failed input ended %s, error %q (want failed, naming %s)", b.State, b.Error, in)
+		}
+		if ib := getBuild(t, n, subs[1].ID); ib.State != consensus.StateFailed {
+			t.Fatalf("the failing input ended %s", ib.State)
+		}
+	})
+
 	t.Run("building node crashes", func(t *testing.T) {
 		s := salt + "-crash"
 		drv := m.instantiate(client, testdata, "sleeper", "--argstr", "salt", s, "--argstr", "seconds", "3")

@@ -112,7 +112,8 @@ func retryable(err error) bool {
 func idempotent(cmd consensus.Command) bool {
 	switch cmd.(type) {
 	case *consensus.PutNarInfos, *consensus.SetNarHolder, *consensus.PutNode, *consensus.AckEvents,
-		*consensus.SetSettings, *consensus.AssignBuilds, *consensus.RequeueNode, *consensus.ClearWaiting:
+		*consensus.SetSettings, *consensus.AssignBuilds, *consensus.RequeueNode, *consensus.ClearWaiting,
+		*consensus.FailQueued:
 		return true
 	}
 	return false

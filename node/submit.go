@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -262,7 +263,10 @@ func latestFinished(st *consensus.FSM, drv string) bool {
 
 // submitMissing is the leader's answer to builds waiting for inputs the
 // mesh lacks: it submits a build for each missing input's derivation
-// that has none yet, as the Guix Build Coordinator does.
+// that has none yet, as the Guix Build Coordinator does. A build whose
+// missing input's newest build failed for good (or was canceled) fails
+// too, naming that input: it would otherwise wait forever. Submitting
+// the input again, then the build, starts over.
 func (n *Node) submitMissing(ctx context.Context) {
 	st := n.raft.State()
 	var waiting []*consensus.Build
@@ -278,24 +282,42 @@ func (n *Node) submitMissing(ctx context.Context) {
 	rd := n.newDrvReader(ctx)
 	hasher := store.NewHasher(rd.load)
 	var want []string
+	failing := map[string][]string{} // error → waiting build ids
 	for _, b := range waiting {
 		d, err := st.Drv(b.Derivation)
 		if err != nil || d == nil {
 			continue
 		}
+	inputs:
 		for _, missing := range b.WaitingFor {
 			for in := range d.InputDrvs {
 				rec, err := n.drvRecord(in, rd, hasher)
 				if err != nil {
 					continue
 				}
-				for _, p := range rec.Outputs {
-					if p == missing && latestBuild(st, in, "") == nil && !slices.Contains(want, in) {
+				if !slices.Contains(slices.Collect(maps.Values(rec.Outputs)), missing) {
+					continue
+				}
+				switch last := latestBuild(st, in, ""); {
+				case last == nil:
+					if !slices.Contains(want, in) {
 						want = append(want, in)
 					}
+				case last.State == consensus.StateFailed || last.State == consensus.StateCanceled:
+					msg := fmt.Sprintf("input %s %s (build %s)", in, last.State, last.ID)
+					failing[msg] = append(failing[msg], b.ID)
+					break inputs
 				}
 			}
 		}
+	}
+	for msg, ids := range failing {
+		failed, err := n.apply(ctx, &consensus.FailQueued{IDs: ids, Error: msg})
+		if err != nil {
+			n.log.Warn("fail builds whose input failed", keyErr, err)
+			continue
+		}
+		n.log.Info("failed builds whose input failed", keyCount, len(failed), "reason", msg)
 	}
 	if len(want) == 0 {
 		return

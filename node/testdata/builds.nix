@@ -1,5 +1,6 @@
 # Derivations for the node build tests: one that fails, one that sleeps,
-# and a two-step chain whose dependent is submitted without its input.
+# a two-step chain whose dependent is submitted without its input, and a
+# dependent of a failing input.
 # salt makes every test run's paths new, so no store holds them already.
 #
 #   nix-instantiate node/testdata/builds.nix -A fail --argstr salt X
@@ -29,5 +30,16 @@ in rec {
     name = "chain-dependent";
     inherit input;
     args = [ "-c" "cat $input > $out; echo dependent >> $out" ];
+  };
+
+  brokenInput = mk {
+    name = "broken-input";
+    args = [ "-c" "echo broken-$salt >&2; exit 1" ];
+  };
+
+  afterBroken = mk {
+    name = "after-broken";
+    inherit brokenInput;
+    args = [ "-c" "cat $brokenInput > $out" ];
   };
 }
