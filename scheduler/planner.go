@@ -165,7 +165,7 @@ func (p *Planner) clear() {
 		deferred:    entryHeap{items: old.deferred.items[:0], key: deferKey, tie: deferTie},
 		active:      old.active[:0],
 		used:        old.used[:0],
-		touched:     old.touched[:0],
+		touched:     old.touched, // pick needs it as long as the nodes
 	}
 	if p.byID == nil {
 		p.byID = map[string]int32{}

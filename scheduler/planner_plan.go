@@ -39,7 +39,7 @@ func (p *Planner) Plan(now time.Time) Plan {
 	// at little more.
 	var plan Plan
 	for size := 1; len(active) > 0; size = min(2*size, maxBatch) {
-		batch := p.batch[:0]
+		batch, idx := p.batch[:0], p.batchIdx[:0]
 		for len(batch) < size && len(active) > 0 {
 			bi, best := 0, p.classes[active[0]].front.head()
 			for k := 1; k < len(active); k++ {
@@ -53,17 +53,16 @@ func (p *Planner) Plan(now time.Time) Plan {
 				continue
 			}
 			batch = append(batch, p.entries[best.i].b)
-			p.batchIdx = append(p.batchIdx[:len(batch)-1], best.i)
+			idx = append(idx, best.i)
 			c.front.next(p.entries)
 			if c.front.len() == 0 {
 				active = slices.Delete(active, bi, bi+1)
 			}
 		}
-		p.batch = batch
+		p.batch, p.batchIdx = batch, idx
 		p.resolve(batch)
 		for q, b := range batch {
-			i := p.batchIdx[q]
-			c := p.classes[p.entries[i].class]
+			c := p.classes[p.entries[idx[q]].class]
 			if !p.live(c) {
 				continue
 			}
@@ -75,8 +74,8 @@ func (p *Planner) Plan(now time.Time) Plan {
 			plan.Assignments = append(plan.Assignments, Assignment{Build: b.ID, Node: p.nodes[ni].n.Name})
 		}
 	}
-	clear(p.batch)
-	clear(p.flat)
+	clear(p.batch[:cap(p.batch)]) // keep no build alive past the round
+	clear(p.flat[:cap(p.flat)])
 
 	for _, ni := range p.used {
 		p.rem[ni] = int32(p.nodes[ni].n.FreeSlots)
@@ -103,8 +102,14 @@ const maxBatch = 64
 // q's at p.off[q]:p.off[q+1]) and looks them up in p.ids (-1: held
 // nowhere). Each step runs over the whole batch, so the memory reads of
 // different builds overlap instead of waiting for one another.
+//
+// Before each step that waits on memory, a short loop reads one byte of
+// what it will need (each build's nar list, then both ends of each path):
+// in a loop that short the processor keeps many reads in flight at once,
+// so the step then finds its data in cache instead of waiting for each
+// read in turn. The bytes read are summed into p.touchSum so that the
+// reads are kept.
 func (p *Planner) resolve(batch []*Build) {
-	// The same for each build's list of nars (see below).
 	var sum byte
 	for _, b := range batch {
 		if len(b.InputNars) > 0 {
@@ -116,9 +121,6 @@ func (p *Planner) resolve(batch []*Build) {
 		flat = append(flat, b.InputNars...)
 		off = append(off, int32(len(flat)))
 	}
-	// Reading one byte at each end of every path, in a loop this short,
-	// keeps many memory reads in flight at once; hashing them next then
-	// finds the paths in cache instead of waiting for each in turn.
 	for _, nar := range flat {
 		if n := len(nar.Path); n > 0 {
 			sum += nar.Path[0] + nar.Path[n-1]
