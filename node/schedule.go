@@ -51,7 +51,7 @@ func (lp *leaderPlanner) round(ctx context.Context) time.Time {
 // lp.mu is held.
 func (lp *leaderPlanner) sync() {
 	c := lp.feed.Take()
-	if lp.p == nil || c.Reset || c.Settings {
+	if lp.p == nil || c.Reset || (c.Settings && lp.strategy() != lp.p.Config().Strategy) {
 		lp.rebuild()
 		return
 	}
@@ -106,14 +106,21 @@ func unfinished(s string) bool {
 	return s == consensus.StateQueued || busyState(s)
 }
 
+// strategy is the mesh's scheduling strategy (derivation-ordered unless
+// the settings name another).
+func (lp *leaderPlanner) strategy() scheduler.Strategy {
+	settings, _ := lp.st.Settings()
+	if s, err := scheduler.ParseStrategy(settings.Strategy); err == nil {
+		return s
+	}
+	return scheduler.StrategyDerivationOrdered
+}
+
 // rebuild reads the whole state into a new Planner. lp.mu is held.
 func (lp *leaderPlanner) rebuild() {
 	start := time.Now()
-	settings, _ := lp.st.Settings()
 	cfg := scheduler.DefaultConfig()
-	if s, err := scheduler.ParseStrategy(settings.Strategy); err == nil {
-		cfg.Strategy = s
-	}
+	cfg.Strategy = lp.strategy()
 	p, err := scheduler.NewPlanner(cfg)
 	if err != nil {
 		lp.n.log.Error("new planner", keyErr, err)
