@@ -33,6 +33,7 @@ func (n *Node) httpHandler() http.Handler {
 	mux.HandleFunc("POST /api/v1/cancel", n.admin(n.handleCancel))
 	mux.HandleFunc("POST /api/v1/paths/missing", n.handleMissing)
 	mux.HandleFunc("PUT /api/v1/nars", n.admin(n.handleUploadNar))
+	mux.HandleFunc("POST /api/v1/nars/import", n.admin(n.handleImportNars))
 	mux.Handle("GET /metrics", n.metrics.handler())
 	mux.HandleFunc("GET /{$}", n.handleWeb)
 	mux.Handle("/", n.cache)

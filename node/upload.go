@@ -153,6 +153,179 @@ func (n *Node) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"path": path, "nar_hash": rec.NarHash, "nar_size": rec.NarSize})
 }
 
+// importedJSON is one path an import recorded.
+type importedJSON struct {
+	Path    string `json:"path"`
+	NarHash string `json:"nar_hash"`
+	NarSize int64  `json:"nar_size"`
+}
+
+// importError is why an import was refused, with its HTTP status.
+type importError struct {
+	status int
+	msg    string
+}
+
+func (e *importError) Error() string { return e.msg }
+
+func importErrorf(status int, format string, a ...any) *importError {
+	return &importError{status: status, msg: fmt.Sprintf(format, a...)}
+}
+
+// handleImportNars takes many content-addressed paths in one request, as
+// the stream `nix-store --export` writes: POST /api/v1/nars/import. Each
+// path is checked as handleUploadNar checks one, except that its
+// references may also be paths earlier in the stream; all are recorded by
+// one raft command at the end. Any bad path refuses the whole request and
+// keeps nothing of it. Derivers and signatures in the stream are ignored:
+// the mesh signs what it records itself.
+func (n *Node) handleImportNars(w http.ResponseWriter, r *http.Request) {
+	var ingested []narcache.Nar
+	recs, err := n.importNars(r, &ingested)
+	if err == nil && len(recs) > 0 {
+		if _, aerr := n.apply(r.Context(), &consensus.PutNarInfos{NarInfos: recs, Holder: n.cfg.Name}); aerr != nil {
+			err = importErrorf(statusOf(aerr), "record %d paths: %v", len(recs), aerr)
+		}
+	}
+	if err != nil {
+		for _, nar := range ingested {
+			n.dropUnreferenced(nar)
+		}
+		var ie *importError
+		if !errors.As(err, &ie) {
+			ie = importErrorf(http.StatusInternalServerError, "%v", err)
+		}
+		apiError(w, ie.status, "%s", ie.msg)
+		return
+	}
+	out := make([]importedJSON, 0, len(recs))
+	hashParts := make([]string, 0, len(recs))
+	for i := range recs {
+		n.noteFiles(&recs[i])
+		hp, _ := consensus.HashPart(recs[i].StorePath)
+		hashParts = append(hashParts, hp)
+		out = append(out, importedJSON{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
+	}
+	if len(hashParts) > 0 {
+		n.replicateAsync(hashParts...)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"imported": out})
+}
+
+// importNars reads and checks every record of an import, ingesting each
+// NAR (appended to *ingested, for the caller to drop on failure), and
+// returns the index records to commit.
+func (n *Node) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consensus.NarInfo, error) {
+	er := store.NewExportReader(r.Body)
+	var recs []consensus.NarInfo
+	sent := map[string]bool{}
+	// head keeps the start of each NAR: a .drv's is its text, which the
+	// path is checked against once the trailer names the path.
+	var head bytes.Buffer
+	for i := 0; ; i++ {
+		narR, err := er.Next()
+		if errors.Is(err, io.EOF) {
+			return recs, nil
+		}
+		if err != nil {
+			return nil, importErrorf(statusOfImportRead(err), "path #%d of the stream: %v", i+1, err)
+		}
+		head.Reset()
+		tee := io.TeeReader(narR, &capWriter{buf: &head, max: maxDrvNar + 1})
+		nar, err := n.disk.Ingest(r.Context(), tee, narcache.Expect{})
+		if err != nil {
+			return nil, importErrorf(statusOfIngest(err), "path #%d of the stream (after %s): %v", i+1, lastPath(recs), err)
+		}
+		*ingested = append(*ingested, nar)
+		info, err := er.Info()
+		if err != nil {
+			return nil, importErrorf(statusOfImportRead(err), "path #%d of the stream: %v", i+1, err)
+		}
+		rec, err := n.checkImported(info, nar, head.Bytes(), sent)
+		if err != nil {
+			return nil, err
+		}
+		sent[info.Path] = true
+		recs = append(recs, rec)
+	}
+}
+
+// checkImported applies handleUploadNar's checks to one imported path and
+// returns its index record. sent holds the paths earlier in the stream.
+func (n *Node) checkImported(info store.ExportInfo, nar narcache.Nar, head []byte, sent map[string]bool) (consensus.NarInfo, error) {
+	path := info.Path
+	if _, err := store.ParseStorePath(n.cfg.StoreDir, path); err != nil {
+		return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%v", err)
+	}
+	if sent[path] {
+		return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%s is in the stream twice", path)
+	}
+	var others []string
+	for _, ref := range info.References {
+		if _, err := store.ParseStorePath(n.cfg.StoreDir, ref); err != nil {
+			return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%s: reference: %v", path, err)
+		}
+		if ref != path && !sent[ref] {
+			others = append(others, ref)
+		}
+	}
+	if len(others) > 0 {
+		missing, err := n.raft.State().MissingPaths(others)
+		if err != nil {
+			return consensus.NarInfo{}, importErrorf(statusOf(err), "%s: look up references: %v", path, err)
+		}
+		if len(missing) > 0 {
+			return consensus.NarInfo{}, importErrorf(http.StatusBadRequest,
+				"%s: send its references earlier in the stream: the mesh lacks %s", path, strings.Join(missing, " "))
+		}
+	}
+	var content []byte
+	if strings.HasSuffix(path, ".drv") {
+		if nar.NarSize > maxDrvNar {
+			return consensus.NarInfo{}, importErrorf(http.StatusRequestEntityTooLarge, "%s: a .drv NAR over %d bytes", path, maxDrvNar)
+		}
+		var err error
+		if content, err = drvContent(head); err != nil {
+			return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%s: %v", path, err)
+		}
+	}
+	ca, err := contentAddress(path, info.References, nar.NarHash, content)
+	if err != nil {
+		return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%v", err)
+	}
+	return n.narInfoRecord(path, nar, info.References, "", "", ca), nil
+}
+
+// statusOfImportRead is the status for an error reading an import stream:
+// a malformed or truncated stream is the client's fault.
+func statusOfImportRead(err error) int {
+	if errors.Is(err, store.ErrBadNar) {
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// lastPath names the last path read, for errors about the next one.
+func lastPath(recs []consensus.NarInfo) string {
+	if len(recs) == 0 {
+		return "the start"
+	}
+	return recs[len(recs)-1].StorePath
+}
+
+// capWriter keeps the first max bytes written to it and drops the rest.
+type capWriter struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (c *capWriter) Write(p []byte) (int, error) {
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
 // dropUnreferenced removes freshly ingested files no narinfo names.
 func (n *Node) dropUnreferenced(nar narcache.Nar) {
 	for _, f := range nar.Files {
