@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/drvmesh/drvmesh/store"
@@ -136,7 +137,8 @@ type uploader struct {
 }
 
 // uploadClosure finds the closure of drvs, asks which paths the mesh
-// lacks, and uploads them, inputs first, with progress on stderr.
+// lacks, and uploads them, inputs first, in as few import requests as
+// the batch limits allow, with progress on stderr.
 func (u *uploader) uploadClosure(ctx context.Context, drvs []string) error {
 	load := func(p string) ([]byte, error) { return os.ReadFile(u.root + p) }
 	var order []string
@@ -190,21 +192,177 @@ func (u *uploader) uploadClosure(ctx context.Context, drvs []string) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	start := time.Now()
-	var sent int64
-	for i, p := range todo {
-		refs, err := u.references(p, all)
+	batch := make([]importPath, 0, len(todo))
+	for _, p := range todo {
+		refs, size, err := u.references(p, all)
 		if err != nil {
 			return err
 		}
-		n, err := u.upload(ctx, p, refs)
+		batch = append(batch, importPath{path: p, refs: refs, size: size})
+	}
+	batch = refsFirst(batch)
+	prog := &progress{total: len(todo), start: time.Now()}
+	for len(batch) > 0 {
+		n := batchLen(batch)
+		err := withRetry(ctx, 30*time.Second, func() error {
+			sent, bytes := prog.mark()
+			err := u.importBatch(ctx, batch[:n], prog)
+			if err != nil {
+				prog.rewind(sent, bytes)
+			}
+			return err
+		})
 		if err != nil {
-			return fmt.Errorf("upload %s: %w", p, err)
+			return err
 		}
-		sent += n
-		if time.Since(start) > time.Second || i == len(todo)-1 && time.Since(start) > time.Second {
-			fmt.Fprintf(os.Stderr, "uploaded %d/%d paths (%.1f MB)\n", i+1, len(todo), float64(sent)/1e6)
+		batch = batch[n:]
+	}
+	prog.done()
+	return nil
+}
+
+// refsFirst orders paths so that each comes after those of its references
+// that are among them, keeping the given order where it already does:
+// the node takes a path only if it has its references or they came
+// earlier in the stream.
+func refsFirst(paths []importPath) []importPath {
+	index := make(map[string]int, len(paths))
+	for i, p := range paths {
+		index[p.path] = i
+	}
+	done := make([]bool, len(paths))
+	out := make([]importPath, 0, len(paths))
+	var visit func(i int)
+	visit = func(i int) {
+		if done[i] {
+			return
 		}
+		done[i] = true // content-addressed paths cannot form a cycle
+		for _, r := range paths[i].refs {
+			if j, ok := index[r]; ok {
+				visit(j)
+			}
+		}
+		out = append(out, paths[i])
+	}
+	for i := range paths {
+		visit(i)
+	}
+	return out
+}
+
+// Limits of one import request; a closure larger than either is sent in
+// several, each only referring to paths sent before it.
+const (
+	importBatchBytes = 64 << 20
+	importBatchPaths = 2000
+)
+
+// importPath is a path to upload with its references and (estimated) NAR
+// size.
+type importPath struct {
+	path string
+	refs []string
+	size int64
+}
+
+// batchLen is how many of paths go in the next request: at least one, and
+// no more than the limits allow.
+func batchLen(paths []importPath) int {
+	var bytes int64
+	for i, p := range paths {
+		bytes += p.size
+		if i > 0 && (i == importBatchPaths || bytes > importBatchBytes) {
+			return i
+		}
+	}
+	return len(paths)
+}
+
+// progress reports uploads on stderr once they take more than a second.
+type progress struct {
+	mu      sync.Mutex
+	total   int
+	sent    int
+	bytes   int64
+	start   time.Time
+	printed time.Time
+}
+
+func (p *progress) add(bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sent++
+	p.bytes += bytes
+	if now := time.Now(); now.Sub(p.start) > time.Second && now.Sub(p.printed) > time.Second {
+		p.printed = now
+		p.print()
+	}
+}
+
+// mark returns the counts, for rewind after a failed request.
+func (p *progress) mark() (int, int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent, p.bytes
+}
+
+func (p *progress) rewind(sent int, bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sent, p.bytes = sent, bytes
+}
+
+// done prints the final count if anything was printed or it took long.
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.start) > time.Second {
+		p.print()
+	}
+}
+
+func (p *progress) print() {
+	fmt.Fprintf(os.Stderr, "uploaded %d/%d paths (%.1f MB)\n", p.sent, p.total, float64(p.bytes)/1e6)
+}
+
+// importBatch streams paths to POST /api/v1/nars/import as one
+// nix-store --export stream, reading each path's files as it goes. The
+// node checks every path as it would a single upload and records all of
+// them at once, or none.
+func (u *uploader) importBatch(ctx context.Context, paths []importPath, prog *progress) error {
+	pr, pw := io.Pipe()
+	werr := make(chan error, 1)
+	go func() {
+		ew := store.NewExportWriter(pw)
+		err := func() error {
+			for _, p := range paths {
+				before := ew.Written()
+				if err := ew.WritePath(store.ExportInfo{Path: p.path, References: p.refs}, u.root+p.path); err != nil {
+					return fmt.Errorf("upload %s: %w", p.path, err)
+				}
+				prog.add(ew.Written() - before)
+			}
+			return ew.Close()
+		}()
+		pw.CloseWithError(err)
+		werr <- err
+	}()
+	var res struct {
+		Imported []struct {
+			Path string `json:"path"`
+		} `json:"imported"`
+	}
+	err := u.c.do(ctx, "POST", "/api/v1/nars/import", pr, &res)
+	pr.Close()
+	if werr := <-werr; werr != nil && !errors.Is(werr, io.ErrClosedPipe) {
+		return werr
+	}
+	if err != nil {
+		return fmt.Errorf("upload %d paths from %s: %w", len(paths), paths[0].path, err)
+	}
+	if len(res.Imported) != len(paths) {
+		return fmt.Errorf("%w: the node recorded %d of %d uploaded paths", errFailed, len(res.Imported), len(paths))
 	}
 	return nil
 }
@@ -212,53 +370,32 @@ func (u *uploader) uploadClosure(ctx context.Context, drvs []string) error {
 // references of a .drv are its input .drvs and sources; a source's are
 // found as Nix finds them: by scanning its NAR for the hash parts of the
 // other paths of the closure.
-func (u *uploader) references(p string, closure []string) ([]string, error) {
+func (u *uploader) references(p string, closure []string) (refs []string, narSize int64, err error) {
 	if strings.HasSuffix(p, ".drv") {
 		b, err := os.ReadFile(u.root + p)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		d, err := store.ParseDerivation(b)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, 0, fmt.Errorf("%s: %w", p, err)
 		}
 		refs := append(d.InputDrvPaths(), d.InputSrcs...)
 		sort.Strings(refs)
-		return refs, nil
+		// The NAR of a single file: its contents and 120 bytes of tokens.
+		return refs, int64(len(b)) + 128, nil
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(store.DumpPath(pw, u.root+p)) }()
 	data, err := io.ReadAll(pr)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+		return nil, 0, fmt.Errorf("read %s: %w", p, err)
 	}
-	var refs []string
 	for _, q := range closure {
 		if strings.Contains(string(data), store.HashPart(q)) {
 			refs = append(refs, q)
 		}
 	}
 	sort.Strings(refs)
-	return refs, nil
-}
-
-// upload streams one path's NAR to PUT /api/v1/nars. The node checks
-// that the path is content-addressed by what it receives.
-func (u *uploader) upload(ctx context.Context, p string, refs []string) (int64, error) {
-	h, size, err := store.NarHashPath(u.root + p)
-	if err != nil {
-		return 0, err
-	}
-	q := url.Values{}
-	q.Set("path", p)
-	q.Set("nar_hash", h.String())
-	q.Set("nar_size", strconv.FormatInt(size, 10))
-	for _, r := range refs {
-		q.Add("reference", r)
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(store.DumpPath(pw, u.root+p)) }()
-	err = u.c.do(ctx, "PUT", "/api/v1/nars?"+q.Encode(), pr, nil)
-	pr.Close()
-	return size, err
+	return refs, int64(len(data)), nil
 }
