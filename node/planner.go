@@ -40,7 +40,7 @@ type leaderPlanner struct {
 	told    map[string]*scheduler.Node // nodes the planner holds (Nars nil)
 	holders map[string][]string        // hash part → nodes maybe told to hold it
 
-	waitingChanged bool // a build started waiting for inputs
+	waitingChanged bool // a build started waiting for inputs, or one failed for good
 
 	rounds int           // rounds planned this term
 	busy   time.Duration // time they spent updating and planning
@@ -83,7 +83,8 @@ func (lp *leaderPlanner) close() {
 func (lp *leaderPlanner) changed() <-chan struct{} { return lp.feed.C() }
 
 // takeWaiting reports, once, whether builds started waiting for missing
-// inputs since the last call.
+// inputs, or failed or were canceled (their waiting dependents may have to
+// fail), since the last call: only then has submitMissing work to do.
 func (lp *leaderPlanner) takeWaiting() bool {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()

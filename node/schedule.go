@@ -184,6 +184,8 @@ func (lp *leaderPlanner) track(b *consensus.Build, dirty map[string]bool) {
 		}
 	} else {
 		delete(lp.live, b.ID)
+		// Builds waiting on this one's outputs may now have to fail.
+		lp.waitingChanged = lp.waitingChanged || b.State == consensus.StateFailed || b.State == consensus.StateCanceled
 	}
 	switch {
 	case now && !had:
