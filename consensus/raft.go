@@ -63,6 +63,22 @@ type Server struct {
 	Voter bool   `json:"voter"`
 }
 
+// noPipeline is the network transport without pipelined replication.
+// hashicorp/raft's pipeline can deadlock when a follower rejects an
+// append (its two channels are unbuffered with the default of two RPCs
+// in flight): the follower then stops receiving entries while it still
+// gets heartbeats, and the leader's shutdown hangs. Without a pipeline,
+// raft replicates with one AppendEntries at a time per follower, each
+// carrying every entry that is waiting, which batching makes up for.
+type noPipeline struct {
+	*raft.NetworkTransport
+}
+
+// AppendEntriesPipeline tells raft to replicate without a pipeline.
+func (noPipeline) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
 // Raft is one replica: hashicorp/raft with raft-boltdb log and stable
 // stores, a file snapshot store and the FSM, all under Config.DataDir.
 type Raft struct {
@@ -185,7 +201,7 @@ func (r *Raft) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("read raft state: %w", err))
 	}
 	r.notifyCh = make(chan bool, 1)
-	ra, err := raft.NewRaft(r.raftConfig(), fsm, store, store, snaps, transport)
+	ra, err := raft.NewRaft(r.raftConfig(), fsm, store, store, snaps, noPipeline{transport})
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
