@@ -32,7 +32,9 @@ type muxListener struct {
 	subs    map[byte]*subListener
 	closed  chan struct{}
 	closeMu sync.Once
-	wg      sync.WaitGroup
+	// mu orders the handshake goroutines' wg.Add before Close's wg.Wait.
+	mu sync.Mutex
+	wg sync.WaitGroup
 }
 
 func newMux(ln net.Listener, serverConf *tls.Config, log *slog.Logger) *muxListener {
@@ -59,7 +61,16 @@ func (m *muxListener) serve() {
 			m.log.Warn("cluster accept", keyErr, err)
 			return
 		}
+		m.mu.Lock()
+		select {
+		case <-m.closed:
+			m.mu.Unlock()
+			c.Close()
+			return
+		default:
+		}
 		m.wg.Add(1)
+		m.mu.Unlock()
 		go func() {
 			defer m.wg.Done()
 			m.handshake(c)
@@ -98,7 +109,9 @@ func (m *muxListener) handshake(c net.Conn) {
 func (m *muxListener) Close() error {
 	var err error
 	m.closeMu.Do(func() {
+		m.mu.Lock()
 		close(m.closed)
+		m.mu.Unlock()
 		err = m.ln.Close()
 	})
 	m.wg.Wait()
