@@ -240,3 +240,30 @@ func TestRaft_WatchLeadership(t *testing.T) {
 		t.Fatalf("apply on unstarted raft: %v", err)
 	}
 }
+
+// TestRaft_Nudge: with a commit timeout far longer than the test waits, a
+// follower learns of a commit only through the leader's next entry; Nudge
+// is that entry.
+func TestRaft_Nudge(t *testing.T) {
+	slow := func(id string, bootstrap bool) *Raft {
+		cfg := testConfig(t, id, filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", bootstrap)
+		cfg.CommitTimeout = 10 * time.Minute
+		return startNode(t, cfg)
+	}
+	leader := slow("n1", true)
+	testutil.Eventually(t, waitFor, "bootstrap node leads", leader.IsLeader)
+	follower := slow("n2", false)
+	if err := leader.AddNonvoter("n2", follower.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	caughtUp := func() bool {
+		leader.Nudge()
+		_, commit, _ := leader.Stats()
+		return follower.AppliedIndex() >= commit
+	}
+	testutil.Eventually(t, waitFor, "the follower catches up", caughtUp)
+
+	ids := submitN(t, []*Raft{leader}, 3, "nudge")
+	leader.Nudge()
+	testutil.Eventually(t, 10*time.Second, "the follower applies the submission", func() bool { return hasBuilds(follower, ids) })
+}

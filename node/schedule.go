@@ -42,6 +42,9 @@ func (lp *leaderPlanner) round(ctx context.Context) time.Time {
 		lp.n.log.Warn("commit assignments", keyErr, err)
 		return wake
 	}
+	// The assigned nodes apply the assignments when they learn the commit:
+	// tell them now.
+	lp.n.raft.Nudge()
 	lp.n.metrics.assigned.Add(float64(len(cmd.Assignments)))
 	lp.n.log.Debug("assigned builds", keyCount, len(cmd.Assignments), keyElapsed, time.Since(start))
 	return wake
