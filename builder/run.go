@@ -23,7 +23,7 @@ const killGrace = 5 * time.Second
 // keep the daemon's): on a machine whose cores the builds fill, the node
 // (scheduling, consensus, serving nars) must not wait behind them. The
 // builds still get every cycle the node leaves idle.
-const buildNice = 10
+const buildNice = 19
 
 // headSize and tailSize bound the bytes of a command's output kept for
 // error messages and message parsing: the start (where Nix announces what
