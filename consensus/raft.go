@@ -321,9 +321,11 @@ func timeout(ctx context.Context) time.Duration {
 // follower it returns a *NotLeaderError. raft.ErrLeadershipLost means the
 // outcome is unknown: the entry may still commit.
 func (r *Raft) Apply(ctx context.Context, cmd Command) (any, error) {
-	ra, err := r.get()
-	if err != nil {
-		return nil, err
+	r.mu.Lock()
+	ra, done := r.raft, r.done
+	r.mu.Unlock()
+	if ra == nil {
+		return nil, ErrClosed
 	}
 	if ra.State() != raft.Leader {
 		return nil, r.notLeader(ra)
@@ -333,13 +335,34 @@ func (r *Raft) Apply(ctx context.Context, cmd Command) (any, error) {
 		return nil, err
 	}
 	f := ra.Apply(data, timeout(ctx))
-	if err := f.Error(); err != nil {
+	if err := await(f, done); err != nil {
 		return nil, r.wrap(ra, "apply command", err)
 	}
 	if err, ok := f.Response().(error); ok {
 		return nil, err
 	}
 	return f.Response(), nil
+}
+
+// await waits for a raft future, or until done closes. raft can leave a
+// future unanswered when it shuts down between committing an entry and
+// applying it; a caller waiting on it would then hang, and with it the
+// shutdown that waits for that caller. The goroutine left waiting on such
+// a future ends with the process.
+func await(f raft.Future, done <-chan struct{}) error {
+	res := make(chan error, 1)
+	go func() { res <- f.Error() }()
+	select {
+	case err := <-res:
+		return err
+	case <-done:
+		select {
+		case err := <-res:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 // State is the local read view of the replicated state.
