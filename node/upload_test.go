@@ -125,9 +125,11 @@ func TestNode_UploadImport(t *testing.T) {
 		if got := missingPaths(t, n, paths...); len(got) != len(paths) {
 			t.Fatalf("missing before the import: %v", got)
 		}
-		before := n.raft.AppliedIndex()
+		// The state's own index: it is set before raft answers the apply,
+		// raft's own applied index only after.
+		before := n.raft.State().AppliedIndex()
 		code, body := post(t, exportStream(t, a, b, d, d2))
-		after := n.raft.AppliedIndex()
+		after := n.raft.State().AppliedIndex()
 		if code != http.StatusOK {
 			t.Fatalf("import = %d %s", code, body)
 		}
