@@ -262,15 +262,7 @@ func (p *Planner) upsert(b *Build) error {
 		p.pos = append(p.pos, -1)
 	}
 	e := &p.entries[i]
-	k := keyOf(b, p.cfg.AgeStep)
-	*e = entry{
-		b:     b,
-		k1:    k.k1,
-		k2:    k.k2,
-		due:   deferNano(b),
-		class: p.classOf(b),
-		gen:   e.gen + 1,
-	}
+	p.fillEntry(e, b)
 	if p.cfg.Strategy == StrategyDerivationOrdered {
 		if p.waitReady {
 			p.addWaiters(i)
@@ -433,4 +425,17 @@ func sameSet(set, fs []string) bool {
 		}
 	}
 	return true
+}
+
+// fillEntry makes e the entry of b, keeping e's generation count going.
+func (p *Planner) fillEntry(e *entry, b *Build) {
+	k := keyOf(b, p.cfg.AgeStep)
+	*e = entry{
+		b:     b,
+		k1:    k.k1,
+		k2:    k.k2,
+		due:   deferNano(b),
+		class: p.classOf(b),
+		gen:   e.gen + 1,
+	}
 }

@@ -80,15 +80,7 @@ func (p *Planner) load(b *Build) *entry {
 	i := len(p.entries)
 	p.entries = p.entries[:i+1] // capacity reserved by Reset
 	e := &p.entries[i]
-	k := keyOf(b, p.cfg.AgeStep)
-	*e = entry{
-		b:     b,
-		k1:    k.k1,
-		k2:    k.k2,
-		due:   deferNano(b),
-		class: p.classOf(b),
-		gen:   e.gen + 1,
-	}
+	p.fillEntry(e, b)
 	return e
 }
 
