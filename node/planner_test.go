@@ -57,6 +57,19 @@ func putOutput(t testing.TB, n *Node, i int, holder string, size int64) {
 	}}})
 }
 
+// putDrvs records the .drv files of fakeDrv(i) for each i as held by
+// holder, as a submission that uploaded them would: a node that gets one
+// of these builds then finds its inputs in the mesh and hands the build
+// to its builder.
+func putDrvs(t testing.TB, n *Node, holder string, idx ...int) {
+	t.Helper()
+	var recs []consensus.NarInfo
+	for _, i := range idx {
+		recs = append(recs, consensus.NarInfo{StorePath: fakeDrv(i), NarHash: "sha256:" + fmt.Sprintf("%032d", 800000+i), NarSize: 100})
+	}
+	mustApply(t, n, &consensus.PutNarInfos{Holder: holder, NarInfos: recs})
+}
+
 // leading is the node whose leader loop holds a planner, or nil.
 func (m *testMesh) leading() *Node {
 	m.mu.Lock()
@@ -114,6 +127,7 @@ func TestNode_PlannerMatchesSchedule(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "3 voters", func() bool { return len(lead.status().Voters) == 3 })
 	// X (20) is built already: its output is on b2. Y (21) is unknown.
 	putOutput(t, lead, 20, "b2", 50_000)
+	putDrvs(t, lead, "lead", 1, 2, 3, 4, 5, 6, 7, 9, 20)
 	far := time.Now().Add(time.Hour)
 	defBuild := graphBuild(9, 50)
 	defBuild.DeferUntil = far
