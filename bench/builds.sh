@@ -42,38 +42,12 @@ WIDTH=${WIDTH:-10}
 SLOTS=6
 command -v jq >/dev/null || { echo "bench/builds.sh needs jq" >&2; exit 1; }
 
-tmp=$(mktemp -d)
-cleanup() {
-	for f in "$tmp"/*.pid; do
-		[ -e "$f" ] || continue
-		kill "$(cat "$f")" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
-	chmod -R u+w "$tmp" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-go build -o "$tmp/drvmesh" ./cmd/drvmesh
+MESHBENCH=0
+. bench/mesh-lib.sh
 dm="$tmp/drvmesh"
 
-base=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 2000 * 10))
-port() { echo $((base + 10 * $1)); }
-url() { echo "http://127.0.0.1:$(port "$1")"; }
-
-wait_for() {
-	limit=$(($(date +%s) + $1))
-	shift
-	until "$@"; do
-		if [ "$(date +%s)" -gt "$limit" ]; then
-			echo "timed out waiting for: $*" >&2
-			return 1
-		fi
-		sleep 0.1
-	done
-}
-
+# start_node I: a nix-building node with its own chroot store; node 1
+# bootstraps, the others join it.
 start_node() {
 	i=$1
 	set -- --data-dir "$tmp/n$i" --name "n$i" --listen "127.0.0.1:$(port "$i")" \

@@ -1,6 +1,7 @@
-# Shared by bench/mesh-*.sh: build the binaries, run drvmesh nodes on
-# 127.0.0.1 and clean up every process started. Source it from the
-# repository root after setting RUNS.
+# Shared by bench/mesh-*.sh and bench/builds.sh: build the binaries, run
+# drvmesh nodes on 127.0.0.1 and clean up every process started. Source it
+# from the repository root after setting RUNS (MESHBENCH=0: no load
+# generator). A script may define its own start_node after sourcing.
 set -eu
 
 tmp=$(mktemp -d)
@@ -10,13 +11,16 @@ cleanup() {
 		kill "$(cat "$f")" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
+	chmod -R u+w "$tmp" 2>/dev/null || true # Nix stores are read-only
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 go build -o "$tmp/drvmesh" ./cmd/drvmesh
-go build -o "$tmp/meshbench" ./bench/meshbench
+if [ "${MESHBENCH:-1}" = 1 ]; then
+	go build -o "$tmp/meshbench" ./bench/meshbench
+fi
 
 # Each node takes four ports from its HTTP port up; nodes are 10 apart.
 base=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 2000 * 10))
