@@ -121,15 +121,7 @@ func TestFSM_WatchChanges(t *testing.T) {
 	t.Run("restore reports a reset", func(t *testing.T) {
 		f := newTestFSM(t)
 		f.submit(1, nil)
-		snap, err := f.Snapshot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sink memSink
-		if err := snap.Persist(&sink); err != nil {
-			t.Fatal(err)
-		}
-		snap.Release()
+		sink := snapshotOf(t, f.FSM)
 		cf := f.WatchChanges()
 		defer cf.Close()
 		f.submit(2, nil)

@@ -572,15 +572,7 @@ func TestFSM_Restore(t *testing.T) {
 	}
 	f.mustApply(&PutNode{Node: Node{Name: "n1"}}, t0)
 
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
+	sink := snapshotOf(t, f.FSM)
 
 	g := newTestFSM(t)
 	g.submit(999, nil) // state that Restore must discard
@@ -633,15 +625,7 @@ func TestFSM_RestoreAppliedIndex(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		f.submit(i, nil)
 	}
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
+	sink := snapshotOf(t, f.FSM)
 	g := newTestFSM(t)
 	if err := g.Restore(sink.reader()); err != nil {
 		t.Fatal(err)
