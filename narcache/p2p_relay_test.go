@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -252,28 +251,9 @@ func TestHolderAddr(t *testing.T) {
 // BenchmarkP2P_Relayed moves a 100 MB nar from a node behind a relay to a
 // fetcher that knows only the circuit address, all on loopback.
 func BenchmarkP2P_Relayed(b *testing.B) {
-	nar := makeBigNar(100 << 20)
-	src := newTestDisk(b, DiskConfig{Compressions: []string{CompressionNone}})
-	res, err := src.Ingest(context.Background(), bytes.NewReader(nar), Expect{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	want := res.Files[0]
+	src, want := benchNarDisk(b)
 	m := newRelayMesh(b, src)
-	ctx := context.Background()
-	b.SetBytes(want.FileSize)
-	buf := make([]byte, copyBufSize)
-	for b.Loop() {
-		rc, _, err := m.f.p2p.Fetch(ctx, m.holder(), want)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.CopyBuffer(io.Discard, rc, buf)
-		rc.Close()
-		if err != nil || n != want.FileSize {
-			b.Fatalf("copied %d: %v", n, err)
-		}
-	}
+	benchFetch(b, m.f.p2p, m.holder(), want)
 	b.StopTimer()
 	if st := m.r.p2p.RelayStats(); st.Bytes < want.FileSize {
 		b.Fatalf("the relay carried %d bytes; the transfer went around it", st.Bytes)

@@ -246,33 +246,40 @@ func makeBigNar(n int) []byte {
 
 // BenchmarkP2P_Transfer100MB moves a 100 MB nar between two hosts on
 // loopback: "raw" reads the stream, "replicate" also verifies and stores.
-func BenchmarkP2P_Transfer100MB(b *testing.B) {
-	nar := makeBigNar(100 << 20)
+// benchNarDisk is a disk holding one uncompressed 100 MB nar, and its file.
+func benchNarDisk(b *testing.B) (*Disk, File) {
 	src := newTestDisk(b, DiskConfig{Compressions: []string{CompressionNone}})
-	res, err := src.Ingest(context.Background(), bytes.NewReader(nar), Expect{})
+	res, err := src.Ingest(context.Background(), bytes.NewReader(makeBigNar(100<<20)), Expect{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	want := res.Files[0]
+	return src, res.Files[0]
+}
+
+// benchFetch fetches want from holder over and over, draining each stream.
+func benchFetch(b *testing.B, from *P2P, holder Holder, want File) {
+	b.SetBytes(want.FileSize)
+	buf := make([]byte, copyBufSize)
+	for b.Loop() {
+		rc, _, err := from.Fetch(context.Background(), holder, want)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.CopyBuffer(io.Discard, rc, buf)
+		rc.Close()
+		if err != nil || n != want.FileSize {
+			b.Fatalf("copied %d: %v", n, err)
+		}
+	}
+}
+
+func BenchmarkP2P_Transfer100MB(b *testing.B) {
+	src, want := benchNarDisk(b)
 	a, c := newTestNode(b, src), newTestNode(b, nil)
 	a.mem.add(c.p2p.ID())
 	c.mem.add(a.p2p.ID())
 	ctx := context.Background()
-	b.Run("raw", func(b *testing.B) {
-		b.SetBytes(want.FileSize)
-		buf := make([]byte, copyBufSize)
-		for b.Loop() {
-			rc, _, err := c.p2p.Fetch(ctx, a.holder(), want)
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := io.CopyBuffer(io.Discard, rc, buf)
-			rc.Close()
-			if err != nil || n != want.FileSize {
-				b.Fatalf("copied %d: %v", n, err)
-			}
-		}
-	})
+	b.Run("raw", func(b *testing.B) { benchFetch(b, c.p2p, a.holder(), want) })
 	b.Run("replicate", func(b *testing.B) {
 		b.SetBytes(want.FileSize)
 		for b.Loop() {
