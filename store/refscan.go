@@ -2,6 +2,7 @@ package store
 
 import (
 	"slices"
+	"strings"
 )
 
 // hashPartLen is the length of a store path's hash part in nix32.
@@ -31,7 +32,7 @@ type RefScanner struct {
 func NewRefScanner(candidates []string) *RefScanner {
 	s := &RefScanner{want: make(map[[hashPartLen]byte]string, len(candidates))}
 	for _, p := range candidates {
-		base := p[lastSlash(p)+1:]
+		base := p[strings.LastIndexByte(p, '/')+1:]
 		if len(base) < hashPartLen {
 			continue
 		}
@@ -40,15 +41,6 @@ func NewRefScanner(candidates []string) *RefScanner {
 		s.want[k] = p
 	}
 	return s
-}
-
-func lastSlash(p string) int {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return i
-		}
-	}
-	return -1
 }
 
 // Write scans p; it never fails.
