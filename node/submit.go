@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -261,6 +260,16 @@ func latestFinished(st *consensus.FSM, drv string) bool {
 	return b != nil && (b.State == consensus.StateFailed || b.State == consensus.StateCanceled)
 }
 
+// producesPath reports whether p is an output of the derivation d.
+func producesPath(d *consensus.Drv, p string) bool {
+	for _, o := range d.Outputs {
+		if o == p {
+			return true
+		}
+	}
+	return false
+}
+
 // submitMissing is the leader's answer to builds waiting for inputs the
 // mesh lacks: it submits a build for each missing input's derivation
 // that has none yet, as the Guix Build Coordinator does. A build whose
@@ -295,7 +304,7 @@ func (n *Node) submitMissing(ctx context.Context) {
 				if err != nil {
 					continue
 				}
-				if !slices.Contains(slices.Collect(maps.Values(rec.Outputs)), missing) {
+				if !producesPath(rec, missing) {
 					continue
 				}
 				switch last := latestBuild(st, in, ""); {
