@@ -2,9 +2,10 @@ package gossip
 
 import "github.com/hashicorp/memberlist"
 
-// metaDelegate hands memberlist this node's encoded Meta. The mesh sends no
-// user messages or user state over gossip (raft and HTTP carry those), so
-// the other Delegate methods do nothing.
+// metaDelegate hands memberlist this node's encoded Meta and takes the one
+// user message the mesh sends, the leave notice (see leave.go). The mesh
+// keeps no user state in gossip (raft and HTTP carry that), so the other
+// Delegate methods do nothing.
 type metaDelegate struct{ g *Gossip }
 
 var _ memberlist.Delegate = (*metaDelegate)(nil)
@@ -21,7 +22,7 @@ func (d *metaDelegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (d *metaDelegate) NotifyMsg([]byte)                       {}
+func (d *metaDelegate) NotifyMsg(buf []byte)                   { d.g.handleMsg(buf) }
 func (d *metaDelegate) GetBroadcasts(int, int) [][]byte        { return nil }
 func (d *metaDelegate) LocalState(bool) []byte                 { return nil }
 func (d *metaDelegate) MergeRemoteState(buf []byte, join bool) {}

@@ -247,11 +247,12 @@ func (g *Gossip) LocalAddr() string {
 }
 
 // Leave tells the mesh this node leaves; others then list it as left, not
-// dead. It takes two broadcasts, each waited for up to timeout: a meta
-// update carrying a leave mark, then memberlist's leave. (memberlist's
-// notification does not say whether a node left or died, so peers read the
-// mark; a peer that missed it learns "left" at the next push/pull, or
-// lists the node as dead.) The node keeps its listeners until Close, which
+// dead. It takes three steps, each waited for up to timeout: a meta update
+// carrying a leave mark, a direct notice to every live member (leave.go),
+// then memberlist's leave. (memberlist's notification does not say whether
+// a node left or died, so peers read the notice or the mark; a peer that
+// got neither learns "left" at a push/pull soon after, or lists the node
+// as dead.) The node keeps its listeners until Close, which
 // should follow.
 func (g *Gossip) Leave(timeout time.Duration) error {
 	g.life.RLock()
@@ -272,6 +273,7 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 	if err := ml.UpdateNode(timeout); err != nil {
 		g.logger.Warn("leave mark not confirmed", logKeyErr, err)
 	}
+	g.tellLeaving(ml, timeout)
 	if err := ml.Leave(timeout); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}

@@ -195,6 +195,81 @@ func TestGossip_Leave(t *testing.T) {
 	if err := c.Leave(time.Second); !errors.Is(err, ErrClosed) {
 		t.Fatalf("leave after close: got %v, want ErrClosed", err)
 	}
+
+	// The cases below are the orders a lossy network can deliver a leave
+	// in; each must end with the member listed as left.
+	unstarted := func(t *testing.T) *Gossip {
+		cfg := TestConfig()
+		cfg.Name = "a"
+		g, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	unmarked := func(t *testing.T, name string) *memberlist.Node {
+		raw, err := EncodeMeta(Meta{MaxJobs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &memberlist.Node{Name: name, Meta: raw}
+	}
+	t.Run("notice before the unmarked leave", func(t *testing.T) {
+		g := unstarted(t)
+		g.handleJoin(unmarked(t, "b"))
+		g.handleMsg(append([]byte{msgLeaving}, "b"...))
+		g.handleLeave(unmarked(t, "b"))
+		if m, _ := g.Member("b"); m.Status != StatusLeft {
+			t.Fatalf("b is %s, want left", m.Status)
+		}
+	})
+	t.Run("notice after a death", func(t *testing.T) {
+		g := unstarted(t)
+		g.handleJoin(unmarked(t, "b"))
+		g.handleLeave(unmarked(t, "b"))
+		if m, _ := g.Member("b"); m.Status != StatusDead {
+			t.Fatalf("b is %s before the notice, want dead", m.Status)
+		}
+		g.handleMsg(append([]byte{msgLeaving}, "b"...))
+		if m, _ := g.Member("b"); m.Status != StatusLeft {
+			t.Fatalf("b is %s, want left", m.Status)
+		}
+		var last Event
+		for len(g.Events()) > 0 {
+			last = <-g.Events()
+		}
+		if last.Type != EventLeave || last.Member.Status != StatusLeft {
+			t.Fatalf("last event %s/%s, want leave/left", last.Type, last.Member.Status)
+		}
+	})
+	t.Run("push/pull reports the leave after a death", func(t *testing.T) {
+		g := unstarted(t)
+		g.handleJoin(unmarked(t, "b"))
+		g.handleLeave(unmarked(t, "b"))
+		g.noteMerge([]*memberlist.Node{{Name: "b", State: memberlist.StateLeft}})
+		if m, _ := g.Member("b"); m.Status != StatusLeft {
+			t.Fatalf("b is %s, want left", m.Status)
+		}
+	})
+	t.Run("an old death is not rewritten", func(t *testing.T) {
+		g := unstarted(t)
+		g.members["b"] = &Member{Name: "b", Status: StatusDead, Changed: time.Now().Add(-time.Hour)}
+		g.noteMerge([]*memberlist.Node{{Name: "b", State: memberlist.StateLeft}})
+		if m, _ := g.Member("b"); m.Status != StatusDead {
+			t.Fatalf("b is %s, want dead", m.Status)
+		}
+	})
+	t.Run("malformed notices change nothing", func(t *testing.T) {
+		g := unstarted(t)
+		g.handleJoin(unmarked(t, "b"))
+		for _, msg := range [][]byte{nil, {msgLeaving}, {9, 'b'}, append([]byte{msgLeaving}, make([]byte, maxUserMsg)...)} {
+			g.handleMsg(msg)
+		}
+		g.handleLeave(unmarked(t, "b"))
+		if m, _ := g.Member("b"); m.Status != StatusDead {
+			t.Fatalf("b is %s, want dead", m.Status)
+		}
+	})
 }
 
 func TestGossip_Close(t *testing.T) {

@@ -51,15 +51,27 @@ func (g *Gossip) handleUpdate(n *memberlist.Node) {
 	g.recordLocked(EventUpdate, m)
 }
 
-// noteMerge remembers which members a push/pull reported as left.
+// noteMerge takes which members a push/pull reported as left: a member
+// still alive here gets the hint, one declared dead a moment ago becomes
+// left.
 func (g *Gossip) noteMerge(peers []*memberlist.Node) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, n := range peers {
-		if n.State == memberlist.StateLeft && n.Name != g.cfg.Name {
-			if old, ok := g.members[n.Name]; !ok || old.Status != StatusLeft {
-				g.leftHint[n.Name] = true
-			}
+		if n.State != memberlist.StateLeft || n.Name == g.cfg.Name {
+			continue
+		}
+		old, ok := g.members[n.Name]
+		switch {
+		case !ok:
+			g.leftHint[n.Name] = true
+		case old.Status == StatusDead && time.Since(old.Changed) > g.cfg.Timings.GossipToTheDeadTime:
+			// Declared dead here long ago: the remote's report could be of
+			// an earlier leave, which memberlist forgets after this time.
+		default:
+			// Alive here (the hint waits for NotifyLeave), or declared dead
+			// a moment ago while the remote side heard the node's own leave.
+			g.markLeftLocked(n.Name)
 		}
 	}
 }
