@@ -49,7 +49,7 @@ type EnvVar struct {
 // OutputKind tells how an output's path is determined.
 type OutputKind int
 
-// The output kinds of §1.4 of FORMATS.md.
+// The output kinds of §1.4 of docs/formats.md.
 const (
 	OutputInputAddressed OutputKind = iota // path from hashDerivationModulo
 	OutputFixed                            // path from the expected hash

@@ -8,7 +8,7 @@ import (
 	"io"
 )
 
-// The `nix-store --export` stream (FORMATS §6.4), as Nix's exportPaths
+// The `nix-store --export` stream (docs/formats.md §6.4), as Nix's exportPaths
 // writes and importPaths reads it. Every integer is a u64 little-endian and
 // every string a NAR string (length, bytes, zero padding to 8):
 //

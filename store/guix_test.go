@@ -12,7 +12,7 @@ import (
 	"testing"
 )
 
-const guixTestdata = "/work/shared/testdata/guix"
+const guixTestdata = "../testdata/guix"
 
 func readGuix(t testing.TB, rel string) []byte {
 	t.Helper()

@@ -40,7 +40,7 @@ func DirLoader(dirs ...string) Loader {
 	}
 }
 
-// Hasher computes hashDerivationModulo (FORMATS.md §2.3), memoised per .drv
+// Hasher computes hashDerivationModulo (docs/formats.md §2.3), memoised per .drv
 // path. It is safe for concurrent use; the loader is called with the
 // Hasher's lock held, at most once per path that hashes successfully.
 type Hasher struct {
@@ -308,7 +308,7 @@ func (h *Hasher) CheckOutputPaths(d *Derivation, storeDir, drvName string) error
 
 // FillOutputPaths sets the path of every output of a new derivation, and
 // the env var named after each output, as Nix does when it writes a .drv
-// (FORMATS.md §2.3). Outputs are given as ("name","","","") or, for a
+// (docs/formats.md §2.3). Outputs are given as ("name","","","") or, for a
 // fixed output, ("out","","[r:]algo","hex"). Env must be sorted; output
 // env vars are added if missing.
 func (h *Hasher) FillOutputPaths(d *Derivation, storeDir, drvName string) error {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// NAR token strings (FORMATS §3.1).
+// NAR token strings (docs/formats.md §3.1).
 const (
 	narMagic = "nix-archive-1"
 

@@ -40,7 +40,7 @@ func CheckNar(r io.Reader) (narHash Hash, narSize int64, err error) {
 }
 
 // NarListing is the JSON listing of a NAR that binary caches serve as
-// <hash>.ls (FORMATS §5.1): {"version":1,"root":NODE}.
+// <hash>.ls (docs/formats.md §5.1): {"version":1,"root":NODE}.
 type NarListing struct {
 	Version int      `json:"version"`
 	Root    *NarNode `json:"root"`

@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-const narinfoNixTestdata = "/work/shared/testdata/nix-2.8"
+const narinfoNixTestdata = "../testdata/nix-2.8"
 
 func nixNarInfoFiles(t testing.TB) []string {
 	t.Helper()
@@ -137,7 +137,7 @@ func TestParseNarInfo(t *testing.T) {
 		}
 		pk, _ := ParsePublicKey("test-1:/YyuNqLhOlz2nURbiO49J6yIPdsVKM1hhuR83o4fnu8=")
 		if !pk.VerifyNarInfo(ni, "/nix/store") {
-			t.Error("FORMATS §4.1 example does not verify")
+			t.Error("docs/formats.md §4.1 example does not verify")
 		}
 	})
 	t.Run("nix rules", func(t *testing.T) {

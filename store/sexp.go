@@ -297,7 +297,7 @@ func (x sexp) canonical() []byte {
 }
 
 // advanced prints x exactly as libgcrypt 1.10's gcry_sexp_sprint with
-// GCRYSEXP_FMT_ADVANCED does (see testdata/guix/README.md §4).
+// GCRYSEXP_FMT_ADVANCED does (see testdata/guix/README.md §4 at the repository root).
 func (x sexp) advanced() []byte {
 	var b []byte
 	depth := 0

@@ -9,8 +9,8 @@ import (
 )
 
 const (
-	niNixTestdata  = "/work/shared/testdata/nix-2.8"
-	niGuixTestdata = "/work/shared/testdata/guix"
+	niNixTestdata  = "../../testdata/nix-2.8"
+	niGuixTestdata = "../../testdata/guix"
 )
 
 func TestNarinfoVerify_ExitCodes(t *testing.T) {
@@ -60,7 +60,7 @@ func TestNarinfoVerify_ExitCodes(t *testing.T) {
 		tc{filepath.Join(niGuixTestdata, "no-such.narinfo"), filepath.Join(niGuixTestdata, "acl"), 2, "no such file"},
 	)
 	for _, c := range cases {
-		rel := strings.TrimPrefix(c.file, "/work/shared/testdata/")
+		rel := strings.TrimPrefix(c.file, "../../testdata/")
 		t.Run(rel+" "+filepath.Base(c.key), func(t *testing.T) {
 			if got := run([]string{"narinfo", "verify", c.file, "--key", c.key}); got != c.code {
 				t.Fatalf("exit %d, want %d", got, c.code)
