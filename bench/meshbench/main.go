@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -190,15 +191,12 @@ func listsAlive(client *http.Client, base, name string) bool {
 		return false
 	}
 	defer resp.Body.Close()
-	var nodes []struct {
-		Name   string `json:"name"`
-		Status string `json:"status"`
-	}
+	var nodes []api.Node
 	if json.NewDecoder(resp.Body).Decode(&nodes) != nil {
 		return false
 	}
 	for _, n := range nodes {
-		if n.Name == name && n.Status == "alive" {
+		if n.Name == name && n.Status == api.NodeAlive {
 			return true
 		}
 	}

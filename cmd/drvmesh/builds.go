@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/drvmesh/drvmesh/api"
 )
 
 func init() {
@@ -29,14 +31,13 @@ func runBuilds(args []string) error {
 	} else if len(pos) != 0 {
 		return usageErr("builds takes no arguments")
 	}
-	switch *state {
-	case "", "queued", "scheduled", "building", "succeeded", "failed", "canceled":
-	default:
-		return usageErr("--state must be one of queued, scheduled, building, succeeded, failed, canceled")
-	}
 	q := url.Values{}
 	if *state != "" {
-		q.Set("state", *state)
+		st, err := api.ParseBuildState(*state)
+		if err != nil {
+			return usageErr("--state: %v", err)
+		}
+		q.Set("state", string(st))
 	}
 	for _, t := range tags {
 		if !strings.Contains(t, "=") {
@@ -45,13 +46,13 @@ func runBuilds(args []string) error {
 		q.Add("tag", t)
 	}
 	q.Set("limit", strconv.Itoa(*limit))
-	var bs []build
+	var bs []api.Build
 	if err := mk().get(context.Background(), "/api/v1/builds", q, &bs); err != nil {
 		return err
 	}
 	if *asJSON {
 		if bs == nil {
-			bs = []build{}
+			bs = []api.Build{}
 		}
 		return printJSON(bs)
 	}
@@ -74,7 +75,7 @@ func runShow(args []string) error {
 	if len(pos) != 1 {
 		return usageErr("show takes one build id")
 	}
-	var b build
+	var b api.Build
 	if err := mk().get(context.Background(), "/api/v1/builds/"+url.PathEscape(pos[0]), nil, &b); err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func runShow(args []string) error {
 	return nil
 }
 
-func printBuild(b *build) {
+func printBuild(b *api.Build) {
 	fmt.Printf("id:          %s\nderivation:  %s\nsystem:      %s\nstate:       %s\npriority:    %d\n", b.ID, b.Derivation, b.System, b.State, b.Priority)
 	if b.Node != "" {
 		fmt.Printf("node:        %s\n", b.Node)

@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/drvmesh/drvmesh/api"
 )
 
 // client talks to a node's HTTP API.
@@ -113,11 +115,9 @@ func (c *client) do(ctx context.Context, method, path string, body any, out any)
 }
 
 func errorText(b []byte) string {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return e.Error
+	var e api.ErrorResponse
+	if json.Unmarshal(b, &e) == nil && e.Message != "" {
+		return e.Message
 	}
 	return strings.TrimSpace(string(b))
 }

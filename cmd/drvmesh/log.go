@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/url"
 	"os"
+
+	"github.com/drvmesh/drvmesh/api"
 )
 
 func init() {
@@ -38,10 +40,7 @@ func runKey(args []string) error {
 	} else if len(pos) != 0 {
 		return usageErr("key takes no arguments")
 	}
-	var k struct {
-		Nix  string `json:"nix"`
-		Guix string `json:"guix"`
-	}
+	var k api.Key
 	if err := mk().get(context.Background(), "/api/v1/key", nil, &k); err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/drvmesh/drvmesh/api"
 )
 
 func init() {
@@ -21,7 +23,7 @@ func runNodes(args []string) error {
 	} else if len(pos) != 0 {
 		return usageErr("nodes takes no arguments")
 	}
-	var nodes []nodeJSON
+	var nodes []api.Node
 	if err := mk().get(context.Background(), "/api/v1/nodes", nil, &nodes); err != nil {
 		return err
 	}

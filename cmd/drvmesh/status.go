@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/drvmesh/drvmesh/api"
 )
 
 func init() {
@@ -19,7 +21,7 @@ func runStatus(args []string) error {
 	} else if len(pos) != 0 {
 		return usageErr("status takes no arguments")
 	}
-	var st statusJSON
+	var st api.Status
 	if err := mk().get(context.Background(), "/api/v1/status", nil, &st); err != nil {
 		return err
 	}

@@ -13,28 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/store"
 )
 
 func init() {
 	register("submit", "upload what the mesh lacks of the derivations' closures and create builds", runSubmit)
-}
-
-type submitRequest struct {
-	Derivations   []string          `json:"derivations"`
-	Priority      int               `json:"priority"`
-	Tags          map[string]string `json:"tags,omitempty"`
-	Closure       bool              `json:"closure"`
-	IgnoreIfBuilt bool              `json:"ignore_if_built"`
-	DeferUntil    time.Time         `json:"defer_until,omitzero"`
-	Retries       int               `json:"retries"`
-}
-
-type submitResponse struct {
-	Builds []struct {
-		ID         string `json:"id"`
-		Derivation string `json:"derivation"`
-	} `json:"builds"`
 }
 
 func runSubmit(args []string) error {
@@ -56,7 +40,7 @@ func runSubmit(args []string) error {
 	if len(drvs) == 0 {
 		return usageErr("submit takes one or more .drv paths")
 	}
-	req := submitRequest{Priority: *priority, Closure: *closure, IgnoreIfBuilt: *ignore, Retries: *retries}
+	req := api.SubmitRequest{Priority: *priority, Closure: *closure, IgnoreIfBuilt: *ignore, Retries: *retries}
 	if len(tags) > 0 {
 		req.Tags = map[string]string{}
 		for _, t := range tags {
@@ -96,7 +80,7 @@ func runSubmit(args []string) error {
 	if err := up.uploadClosure(ctx, req.Derivations); err != nil {
 		return err
 	}
-	var res submitResponse
+	var res api.SubmitResponse
 	err = withRetry(ctx, 30*time.Second, func() error {
 		return c.do(ctx, "POST", "/api/v1/builds", req, &res)
 	})
@@ -170,11 +154,9 @@ func (u *uploader) uploadClosure(ctx context.Context, drvs []string) error {
 		}
 	}
 	all = append(all, order...)
-	var missing struct {
-		Missing []string `json:"missing"`
-	}
+	var missing api.MissingResponse
 	err := withRetry(ctx, 30*time.Second, func() error {
-		return u.c.do(ctx, "POST", "/api/v1/paths/missing", map[string]any{"paths": all}, &missing)
+		return u.c.do(ctx, "POST", "/api/v1/paths/missing", api.MissingRequest{Paths: all}, &missing)
 	})
 	if err != nil {
 		return err
@@ -348,11 +330,7 @@ func (u *uploader) importBatch(ctx context.Context, paths []importPath, prog *pr
 		pw.CloseWithError(err)
 		werr <- err
 	}()
-	var res struct {
-		Imported []struct {
-			Path string `json:"path"`
-		} `json:"imported"`
-	}
+	var res api.ImportResponse
 	err := u.c.do(ctx, "POST", "/api/v1/nars/import", pr, &res)
 	pr.Close()
 	if werr := <-werr; werr != nil && !errors.Is(werr, io.ErrClosedPipe) {

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/drvmesh/drvmesh/api"
 )
 
 func init() {
@@ -27,7 +29,7 @@ func runWatch(args []string) error {
 	}
 	c := mk()
 	ctx := context.Background()
-	final, err := watchBuilds(ctx, c, ids, func(b *build) {
+	final, err := watchBuilds(ctx, c, ids, func(b *api.Build) {
 		if !*quiet && !*asJSON {
 			fmt.Fprintf(os.Stderr, "%s %s %s%s\n", time.Now().Format(time.TimeOnly), b.ID, b.State, onNode(b))
 		}
@@ -43,21 +45,21 @@ func runWatch(args []string) error {
 		}
 	}
 	for _, b := range final {
-		if b.State != "succeeded" {
+		if b.State != api.StateSucceeded {
 			return fmt.Errorf("%w: build %s %s%s", errFailed, b.ID, b.State, errSuffix(b))
 		}
 	}
 	return nil
 }
 
-func onNode(b *build) string {
+func onNode(b *api.Build) string {
 	if b.Node == "" {
 		return ""
 	}
 	return " on " + b.Node
 }
 
-func errSuffix(b build) string {
+func errSuffix(b api.Build) string {
 	if b.Error == "" {
 		return ""
 	}
@@ -66,10 +68,10 @@ func errSuffix(b build) string {
 
 // watchBuilds polls until every build has ended, reporting each state
 // change, and returns the final builds in the order of ids.
-func watchBuilds(ctx context.Context, c *client, ids []string, changed func(*build)) ([]build, error) {
+func watchBuilds(ctx context.Context, c *client, ids []string, changed func(*api.Build)) ([]api.Build, error) {
 	last := map[string]string{}
 	for {
-		out := make([]build, len(ids))
+		out := make([]api.Build, len(ids))
 		all := true
 		for i, id := range ids {
 			err := withRetry(ctx, 30*time.Second, func() error {
@@ -78,11 +80,11 @@ func watchBuilds(ctx context.Context, c *client, ids []string, changed func(*bui
 			if err != nil {
 				return nil, err
 			}
-			if s := out[i].State + out[i].Node; last[id] != s {
+			if s := string(out[i].State) + out[i].Node; last[id] != s {
 				last[id] = s
 				changed(&out[i])
 			}
-			if !out[i].done() {
+			if !out[i].State.Final() {
 				all = false
 			}
 		}
@@ -107,10 +109,8 @@ func runCancel(args []string) error {
 	if len(ids) == 0 {
 		return usageErr("cancel takes one or more build ids")
 	}
-	var res struct {
-		Canceled []string `json:"canceled"`
-	}
-	if err := mk().do(context.Background(), "POST", "/api/v1/cancel", map[string]any{"ids": ids}, &res); err != nil {
+	var res api.CancelResponse
+	if err := mk().do(context.Background(), "POST", "/api/v1/cancel", api.CancelRequest{IDs: ids}, &res); err != nil {
 		return err
 	}
 	for _, id := range res.Canceled {
