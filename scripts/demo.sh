@@ -67,11 +67,10 @@ say "starting a 3-node mesh (ports $base, $((base + 20)), $((base + 40)))"
 start_node 1 node
 wait_http "$base"
 for _ in $(seq 1 100); do [ -s "$work/n1/join-token" ] && break; sleep 0.1; done
-token=$(cat "$work/n1/join-token")
-start_node 2 join "127.0.0.1:$base" --token "$token"
-start_node 3 join "127.0.0.1:$base" --token "$token"
+start_node 2 join "127.0.0.1:$base" --token-file "$work/n1/join-token"
+start_node 3 join "127.0.0.1:$base" --token-file "$work/n1/join-token"
 wait_http $((base + 20)); wait_http $((base + 40))
-export DRVMESH_SERVER="http://127.0.0.1:$base" DRVMESH_TOKEN=$(cat "$work/n1/admin-token")
+export DRVMESH_SERVER="http://127.0.0.1:$base" DRVMESH_TOKEN_FILE="$work/n1/admin-token"
 for _ in $(seq 1 100); do
   [ "$("$dm" status --json | grep -o '"node[0-9]"' | wc -l)" -ge 4 ] && break
   sleep 0.1

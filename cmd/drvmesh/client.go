@@ -19,16 +19,21 @@ import (
 
 // client talks to a node's HTTP API.
 type client struct {
-	base  string
-	token string
-	http  *http.Client
+	base     string
+	token    string
+	tokenErr error // a --token-file that could not be read; reported by do
+	http     *http.Client
 }
 
-// clientFlags adds --server and --token to fs and returns a constructor
-// for the client they describe.
+// clientFlags adds --server, --token and --token-file to fs and returns a
+// constructor for the client they describe. The token comes from
+// --token, else --token-file, else $DRVMESH_TOKEN, else
+// $DRVMESH_TOKEN_FILE: a file or the environment keep it out of the
+// process list and the shell history.
 func clientFlags(fs *flag.FlagSet) func() *client {
 	server := fs.String("server", "", "node URL (default $DRVMESH_SERVER or http://127.0.0.1:7700)")
-	token := fs.String("token", "", "admin token for writes (default $DRVMESH_TOKEN)")
+	token := fs.String("token", "", "admin token for writes (prefer --token-file or $DRVMESH_TOKEN: argv is visible to every user)")
+	tokenFile := fs.String("token-file", "", "file holding the admin token (default $DRVMESH_TOKEN_FILE)")
 	return func() *client {
 		s := *server
 		if s == "" {
@@ -40,12 +45,35 @@ func clientFlags(fs *flag.FlagSet) func() *client {
 		if !strings.Contains(s, "://") {
 			s = "http://" + s
 		}
-		t := *token
-		if t == "" {
-			t = os.Getenv("DRVMESH_TOKEN")
-		}
-		return &client{base: strings.TrimSuffix(s, "/"), token: strings.TrimSpace(t), http: &http.Client{}}
+		t, err := tokenFrom(*token, *tokenFile, "DRVMESH_TOKEN")
+		return &client{base: strings.TrimSuffix(s, "/"), token: t, tokenErr: err, http: &http.Client{}}
 	}
+}
+
+// tokenFrom picks a token: the flag's value, else the file's content, else
+// $env, else the content of the file $env_FILE names.
+func tokenFrom(flagValue, file, env string) (string, error) {
+	if t := strings.TrimSpace(flagValue); t != "" {
+		return t, nil
+	}
+	if file == "" {
+		if t := strings.TrimSpace(os.Getenv(env)); t != "" {
+			return t, nil
+		}
+		file = os.Getenv(env + "_FILE")
+	}
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%w: read the token file: %v", errUsage, err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("%w: the token file %s is empty", errUsage, file)
+	}
+	return t, nil
 }
 
 // apiError is a non-2xx answer.
@@ -58,6 +86,9 @@ func (e *apiError) Error() string { return e.msg }
 
 // do sends a request and decodes a JSON answer into out (if non-nil).
 func (c *client) do(ctx context.Context, method, path string, body any, out any) error {
+	if c.tokenErr != nil {
+		return c.tokenErr
+	}
 	var rd io.Reader
 	if body != nil {
 		if r, ok := body.(io.Reader); ok {
@@ -94,7 +125,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, out any)
 		msg := errorText(data)
 		switch resp.StatusCode {
 		case http.StatusUnauthorized:
-			return fmt.Errorf("%w: %s (pass the admin token with --token or DRVMESH_TOKEN)", errUsage, msg)
+			return fmt.Errorf("%w: %s (pass the admin token with --token-file, DRVMESH_TOKEN or --token)", errUsage, msg)
 		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity:
 			return fmt.Errorf("%w: %s", errUsage, msg)
 		}

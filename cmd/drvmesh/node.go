@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -16,7 +17,7 @@ import (
 
 func init() {
 	register("node", "run a node (bootstraps a new mesh when the data dir is empty and --join is not given)", runNode)
-	register("join", "run a node that joins the mesh through ADDR: drvmesh join ADDR --token T [node flags]", runJoin)
+	register("join", "run a node that joins the mesh through ADDR: drvmesh join ADDR --token-file FILE [node flags]", runJoin)
 }
 
 // nodeFlags adds the node flags of SPEC to fs.
@@ -30,7 +31,8 @@ func nodeFlags(fs *flag.FlagSet) func() (node.Config, error) {
 	p2p := fs.String("p2p-listen", "", "libp2p address (default: HTTP port + 3)")
 	advertise := fs.String("advertise", "", "host other nodes reach this one at (default: the listen host)")
 	join := fs.String("join", "", "member HTTP addresses to join through, comma-separated")
-	token := fs.String("token", "", "join token (with --join)")
+	token := fs.String("token", "", "join token (with --join; prefer --token-file or $DRVMESH_JOIN_TOKEN: argv is visible to every user)")
+	tokenFile := fs.String("token-file", "", "file holding the join token (default $DRVMESH_JOIN_TOKEN_FILE)")
 	builder := fs.String("builder", d.Builder, "nix, guix or none")
 	nixStore := fs.String("nix-store", "", "Nix store URI for the nix builder, e.g. local?root=DIR")
 	storeDir := fs.String("store-dir", "", "store dir of the mesh (default /nix/store, /gnu/store for guix)")
@@ -53,10 +55,14 @@ func nodeFlags(fs *flag.FlagSet) func() (node.Config, error) {
 		if *verbose {
 			level = slog.LevelDebug
 		}
+		joinToken, err := tokenFrom(*token, *tokenFile, "DRVMESH_JOIN_TOKEN")
+		if err != nil {
+			return node.Config{}, err
+		}
 		c := node.Config{
 			DataDir: *dataDir, Name: *name, Listen: *listen, ClusterListen: *cluster,
 			GossipListen: *gossipL, P2PListen: *p2p, Advertise: *advertise,
-			JoinToken: *token, Builder: *builder, NixStore: *nixStore, StoreDir: *storeDir,
+			JoinToken: joinToken, Builder: *builder, NixStore: *nixStore, StoreDir: *storeDir,
 			Systems: splitList(*systems), Features: splitList(*features), MaxJobs: *maxJobs,
 			HooksDir: *hooks, Retries: *retries, Strategy: *strategy, MinCopies: *minCopies,
 			QuotaBytes: *quota, Scale: *scale, GuixKey: *guixKey, RelayPeers: splitList(*relays),
@@ -102,16 +108,13 @@ func runJoin(args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageErr("join takes one member address: drvmesh join HOST:PORT --token T")
+		return usageErr("join takes one member address: drvmesh join HOST:PORT --token-file FILE")
 	}
 	cfg, err := mk()
 	if err != nil {
 		return err
 	}
 	cfg.Join = append([]string{pos[0]}, cfg.Join...)
-	if cfg.JoinToken == "" {
-		cfg.JoinToken = os.Getenv("DRVMESH_JOIN_TOKEN")
-	}
 	return serve(cfg)
 }
 
@@ -130,13 +133,14 @@ func serve(cfg node.Config) error {
 		fmt.Fprintf(os.Stderr, `
 A new mesh is up. This node is %s, serving %s.
 
-  Add a machine:   drvmesh join %s --token %s
-  Admin token:     %s   (for submit and cancel: --token or DRVMESH_TOKEN)
+  Add a machine:   copy %s to it, then
+                   drvmesh join %s --token-file join-token
+  Admin token:     %s   (for submit and cancel: --token-file or DRVMESH_TOKEN)
   Trust the mesh:  trusted-public-keys = %s
 
-Both tokens are also in %s/join-token and %s/admin-token.
+The tokens are not printed: they are in the files above (mode 0600).
 
-`, n.Name(), n.URL(), strings.TrimPrefix(n.URL(), "http://"), n.JoinToken(), n.AdminToken, n.PublicKey(), cfg.DataDir, cfg.DataDir)
+`, n.Name(), n.URL(), filepath.Join(cfg.DataDir, "join-token"), strings.TrimPrefix(n.URL(), "http://"), filepath.Join(cfg.DataDir, "admin-token"), n.PublicKey())
 	}
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "drvmesh: stopping: handing back builds and leaving the mesh")
