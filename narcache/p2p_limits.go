@@ -1,0 +1,139 @@
+package narcache
+
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/pbnjay/memory"
+	"golang.org/x/sys/unix"
+)
+
+// P2PLimits bounds what peers can make this node spend. A zero field
+// takes its default (DefaultP2PLimits), so the zero value is a working
+// configuration.
+//
+// Members are trusted to send only what they hold, not to be well
+// behaved: a buggy or compromised member must not be able to pin all
+// memory, descriptors or handler goroutines. libp2p's resource manager
+// enforces the counts and the memory (its scaled defaults for everything
+// not set here); the timeouts are enforced by the nar protocol itself.
+type P2PLimits struct {
+	// Memory is what the whole libp2p stack may reserve, mostly stream
+	// receive windows. Default: an eighth of the machine's memory.
+	Memory int64
+	// FDs is how many file descriptors libp2p may hold. Default: half of
+	// the process limit.
+	FDs int
+	// ConnsPerPeer caps the connections to and from one peer, in each
+	// direction and in total. Default 8 (libp2p dials up to 8 addresses of
+	// a peer at once).
+	ConnsPerPeer int
+	// StreamsPerPeer caps the streams with one peer, all protocols, in
+	// each direction and in total. Default 256.
+	StreamsPerPeer int
+	// NarStreamsPerPeer caps the nar transfers one peer may run on this
+	// node at once, in each direction. Default 16.
+	NarStreamsPerPeer int
+	// MemoryPerPeer caps what one peer's connections and streams may
+	// reserve. A nar stream's receive window grows to 16 MiB while it
+	// carries a big file, so the default, 256 MiB, lets a peer run
+	// NarStreamsPerPeer transfers at full speed.
+	MemoryPerPeer int64
+	// RequestTimeout is how long a peer has, after opening a nar stream,
+	// to send its request (at most maxRequestLen bytes). Default 10s.
+	RequestTimeout time.Duration
+	// IdleTimeout cuts a nar transfer that moves no byte for this long,
+	// either way: a peer that stops sending mid-file, or stops reading
+	// what this node serves. The deadline is renewed as bytes move, so a
+	// big nar at any speed is never cut. Default 30s.
+	IdleTimeout time.Duration
+	// MaxFileSize refuses a transfer announcing more bytes than this when
+	// the index does not know the file's size. Default 64 GiB.
+	MaxFileSize int64
+}
+
+// DefaultP2PLimits are the limits a zero P2PLimits field takes.
+var DefaultP2PLimits = P2PLimits{
+	ConnsPerPeer:      8,
+	StreamsPerPeer:    256,
+	NarStreamsPerPeer: 16,
+	MemoryPerPeer:     256 << 20,
+	RequestTimeout:    10 * time.Second,
+	IdleTimeout:       30 * time.Second,
+	MaxFileSize:       64 << 30,
+}
+
+// maxRequestLen bounds a nar request line: a FileKey is far shorter.
+const maxRequestLen = 128
+
+// withDefaults fills the zero fields.
+func (l P2PLimits) withDefaults() P2PLimits {
+	d := DefaultP2PLimits
+	if l.Memory <= 0 {
+		l.Memory = int64(memory.TotalMemory() / 8)
+	}
+	if l.FDs <= 0 {
+		l.FDs = fdLimit() / 2
+	}
+	if l.ConnsPerPeer <= 0 {
+		l.ConnsPerPeer = d.ConnsPerPeer
+	}
+	if l.StreamsPerPeer <= 0 {
+		l.StreamsPerPeer = d.StreamsPerPeer
+	}
+	if l.NarStreamsPerPeer <= 0 {
+		l.NarStreamsPerPeer = d.NarStreamsPerPeer
+	}
+	if l.MemoryPerPeer <= 0 {
+		l.MemoryPerPeer = d.MemoryPerPeer
+	}
+	if l.RequestTimeout <= 0 {
+		l.RequestTimeout = d.RequestTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	if l.MaxFileSize <= 0 {
+		l.MaxFileSize = d.MaxFileSize
+	}
+	return l
+}
+
+// limiter builds the resource manager's limits: libp2p's defaults with
+// its service limits (identify, ping, relay, hole punching), scaled to
+// Memory and FDs, then the per-peer and nar protocol caps above. l must
+// have its defaults filled.
+func (l P2PLimits) limiter() rcmgr.Limiter {
+	scaling := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&scaling)
+	narStreams := rcmgr.BaseLimit{
+		StreamsInbound:  l.NarStreamsPerPeer,
+		StreamsOutbound: l.NarStreamsPerPeer,
+		Streams:         2 * l.NarStreamsPerPeer,
+		Memory:          l.MemoryPerPeer,
+	}
+	scaling.AddProtocolPeerLimit(NarProtocol, narStreams, rcmgr.BaseLimitIncrease{})
+	concrete := scaling.Scale(l.Memory, l.FDs)
+	conns, streams := rcmgr.LimitVal(l.ConnsPerPeer), rcmgr.LimitVal(l.StreamsPerPeer)
+	perPeer := rcmgr.PartialLimitConfig{PeerDefault: rcmgr.ResourceLimits{
+		ConnsInbound:    conns,
+		ConnsOutbound:   conns,
+		Conns:           conns,
+		StreamsInbound:  streams,
+		StreamsOutbound: streams,
+		Streams:         streams,
+		Memory:          rcmgr.LimitVal64(l.MemoryPerPeer),
+	}}
+	return rcmgr.NewFixedLimiter(perPeer.Build(concrete))
+}
+
+// fdLimit is the process's soft limit on open files, or 4096 when it
+// cannot be read.
+func fdLimit() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 4096
+	}
+	return int(min(rl.Cur, 1<<20))
+}
