@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/drvmesh/drvmesh/internal/testutil"
 )
 
 // hostileHolder is a bare libp2p host on loopback that answers every nar
@@ -202,4 +206,89 @@ func TestP2P_HostileHolder(t *testing.T) {
 			t.Fatalf("kept %v", names)
 		}
 	})
+}
+
+// TestHandler_FetchThroughHostileHolder has the binary cache fetch a nar
+// it lacks while the index names a hostile holder first. A holder that
+// fails before sending a byte is passed over at once. One that fails
+// mid-stream cuts the client off (it already has part of the response),
+// and the client's retry is served by the honest holder.
+func TestHandler_FetchThroughHostileHolder(t *testing.T) {
+	nar := makeBigNar(2 << 20)
+	src := newTestDisk(t, DiskConfig{})
+	e := ingestEntry(t, src, testPath, nar)
+	want := e.Files[0]
+	good, err := os.ReadFile(filepath.Join(src.Dir(), filepath.Base(want.URL())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(good))
+	honest := newTestNode(t, src)
+	fetch := func(t *testing.T, srv *httptest.Server) (int, []byte, error) {
+		t.Helper()
+		resp, err := srv.Client().Get(srv.URL + "/" + want.URL())
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, body, err
+	}
+	for _, tc := range []struct {
+		name       string
+		answer     func(hh *hostileHolder, s network.Stream)
+		firstFails bool // the first client request is cut off
+	}{
+		{name: "stalls before answering", answer: func(hh *hostileHolder, _ network.Stream) { hh.stall() }},
+		// The URL names only the FileHash: the handler cannot check the
+		// announced size before the bytes fail the hash.
+		{name: "announces another size", firstFails: true,
+			answer: func(_ *hostileHolder, s network.Stream) { sendOK(s, size-1, good[1:]) }},
+		{name: "truncated stream", firstFails: true,
+			answer: func(_ *hostileHolder, s network.Stream) { sendOK(s, size, good[:size/2]) }},
+		{name: "stalls mid-transfer", firstFails: true,
+			answer: func(hh *hostileHolder, s network.Stream) { sendOK(s, size, good[:size/2]); hh.stall() }},
+		{name: "bytes differ from the file hash", firstFails: true,
+			answer: func(_ *hostileHolder, s network.Stream) {
+				bad := bytes.Clone(good)
+				bad[size/2] ^= 1
+				sendOK(s, size, bad)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := newHostileHolder(t, tc.answer)
+			f := newTestNodeWith(t, nil, func(c *P2PConfig) { c.Limits.IdleTimeout = 300 * time.Millisecond })
+			f.mem.add(bad.h.ID(), honest.p2p.ID())
+			honest.mem.add(f.p2p.ID())
+			idx := NewMemIndex()
+			idx.Put(e)
+			idx.SetHolders(want.Key(), []Holder{bad.holder(), honest.holder()})
+			h, err := NewHandler(HandlerConfig{Disk: f.disk, Index: idx, Fetcher: f.p2p, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := newServer(t, h)
+
+			status, body, err := fetch(t, srv)
+			if tc.firstFails {
+				if err == nil && status == 200 && bytes.Equal(body, good) {
+					t.Fatal("the client got a whole response from a hostile holder")
+				}
+				if err == nil {
+					t.Fatalf("a bad response ended cleanly: status %d, %d bytes", status, len(body))
+				}
+				if names := dirNames(t, f.disk.Dir()); len(names) != 0 {
+					t.Fatalf("kept %v", names)
+				}
+				status, body, err = fetch(t, srv)
+			}
+			if err != nil || status != 200 || !bytes.Equal(body, good) {
+				t.Fatalf("status %d, %d bytes: %v", status, len(body), err)
+			}
+			testutil.Eventually(t, 5*time.Second, "the fetched copy is kept", func() bool { return f.disk.Has(want.Key()) })
+			if names := dirNames(t, f.disk.Dir()); !slices.Equal(names, []string{filepath.Base(want.URL())}) {
+				t.Fatalf("the store holds %v", names)
+			}
+		})
+	}
 }
