@@ -32,13 +32,16 @@ type P2PLimits struct {
 	// StreamsPerPeer caps the streams with one peer, all protocols, in
 	// each direction and in total. Default 256.
 	StreamsPerPeer int
-	// NarStreamsPerPeer caps the nar transfers one peer may run on this
-	// node at once, in each direction. Default 16.
+	// NarStreamsPerPeer caps the nar transfers one peer may run with this
+	// node at once, in each direction. Default 64: Nix substitutes up to
+	// 16 paths at once per client, and in a small mesh one peer may hold
+	// all of them.
 	NarStreamsPerPeer int
 	// MemoryPerPeer caps what one peer's connections and streams may
-	// reserve. A nar stream's receive window grows to 16 MiB while it
-	// carries a big file, so the default, 256 MiB, lets a peer run
-	// NarStreamsPerPeer transfers at full speed.
+	// reserve, mostly receive windows. A nar stream's window grows up to
+	// 16 MiB while it carries a big file and stays smaller when this cap
+	// is reached (slower, never failing), so the default, 256 MiB, lets
+	// 16 transfers from one peer run at full speed.
 	MemoryPerPeer int64
 	// RequestTimeout is how long a peer has, after opening a nar stream,
 	// to send its request (at most maxRequestLen bytes). Default 10s.
@@ -57,7 +60,7 @@ type P2PLimits struct {
 var DefaultP2PLimits = P2PLimits{
 	ConnsPerPeer:      8,
 	StreamsPerPeer:    256,
-	NarStreamsPerPeer: 16,
+	NarStreamsPerPeer: 64,
 	MemoryPerPeer:     256 << 20,
 	RequestTimeout:    10 * time.Second,
 	IdleTimeout:       30 * time.Second,
