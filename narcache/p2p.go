@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -465,58 +464,6 @@ func (b *streamBody) Close() error {
 		return b.s.s.Reset()
 	}
 	return b.s.s.Close()
-}
-
-// idleStream renews a stream's read or write deadline as bytes move, so
-// that a peer that stops sending or reading for idle is cut off while a
-// slow but steady transfer of any size goes on. limit, when set, is a
-// deadline no renewal passes (the caller's context deadline).
-type idleStream struct {
-	s     network.Stream
-	idle  time.Duration
-	limit time.Time
-	peer  string // for errors; empty on the serving side
-
-	readSet, writeSet time.Time // when each deadline was last renewed
-}
-
-// renew pushes a deadline to idle from now, at most every idle/8, so a
-// stream of small reads does not reset a timer for each.
-func (d *idleStream) renew(last *time.Time, set func(time.Time) error) {
-	now := time.Now()
-	if now.Sub(*last) < d.idle/8 {
-		return
-	}
-	*last = now
-	dl := now.Add(d.idle)
-	if !d.limit.IsZero() && d.limit.Before(dl) {
-		dl = d.limit
-	}
-	_ = set(dl)
-}
-
-func (d *idleStream) Read(p []byte) (int, error) {
-	d.renew(&d.readSet, d.s.SetReadDeadline)
-	n, err := d.s.Read(p)
-	return n, d.stalled(err)
-}
-
-func (d *idleStream) Write(p []byte) (int, error) {
-	d.renew(&d.writeSet, d.s.SetWriteDeadline)
-	n, err := d.s.Write(p)
-	return n, d.stalled(err)
-}
-
-// stalled marks a deadline that passed because the peer went idle.
-func (d *idleStream) stalled(err error) error {
-	var ne net.Error
-	if err == nil || !(errors.As(err, &ne) && ne.Timeout()) {
-		return err
-	}
-	if !d.limit.IsZero() && !time.Now().Before(d.limit) {
-		return fmt.Errorf("nar stream with %s: %w", d.peer, context.DeadlineExceeded)
-	}
-	return fmt.Errorf("%w: %s moved no byte for %s", ErrStalled, d.peer, d.idle)
 }
 
 // Replicate fetches the file want names from the holder, verifies it
