@@ -402,7 +402,7 @@ func (p *P2P) readResponse(ctx context.Context, is *idleStream, h Holder, f File
 		_ = s.Reset()
 		return 0, fmt.Errorf("%w: %s offers %d bytes, want %d", ErrHashMismatch, h.ID, n, f.FileSize)
 	}
-	if n < 0 || n > p.lim.MaxFileSize {
+	if f.FileSize == 0 && (n < 0 || n > p.lim.MaxFileSize) {
 		_ = s.Reset()
 		return 0, fmt.Errorf("%w: %s offers %d bytes, more than the %d allowed", ErrPeer, h.ID, uint64(n), p.lim.MaxFileSize)
 	}

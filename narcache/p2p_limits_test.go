@@ -3,6 +3,7 @@ package narcache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math"
 	"testing"
@@ -196,4 +197,26 @@ func TestP2P_ServeLimits(t *testing.T) {
 			t.Fatalf("read %d bytes: %v", n, err)
 		}
 	})
+}
+
+// TestP2P_MaxFileSize checks that MaxFileSize bounds only files whose
+// size the index does not know: a recorded size is the bound then.
+func TestP2P_MaxFileSize(t *testing.T) {
+	nar := makeNar(t, bytes.Repeat([]byte("bigger than the cap "), 100))
+	holder := newTestNode(t, nil)
+	want := ingestEntry(t, holder.disk, testPath, nar).Files[0]
+	f := newTestNodeWith(t, nil, func(c *P2PConfig) { c.Limits.MaxFileSize = want.FileSize - 1 })
+	f.mem.add(holder.p2p.ID())
+	holder.mem.add(f.p2p.ID())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	unknown := want
+	unknown.FileSize = 0
+	if _, err := f.p2p.Replicate(ctx, holder.holder(), unknown); !errors.Is(err, ErrPeer) {
+		t.Fatalf("size unknown: err = %v, want the cap to refuse it", err)
+	}
+	if _, err := f.p2p.Replicate(ctx, holder.holder(), want); err != nil {
+		t.Fatalf("size recorded: %v", err)
+	}
 }
