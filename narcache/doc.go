@@ -15,7 +15,8 @@
 //
 // P2P is a libp2p host that moves nar files between mesh members over the
 // /drvmesh/nar/1.0.0 protocol; non-members are refused at the secure
-// handshake and peers that send bad bytes are reported.
+// handshake, every member is held to per-peer resource limits and an
+// idle timeout (P2PLimits), and peers that send bad bytes are reported.
 //
 // The package does not know consensus, gossip or the node: the node
 // implements the small interfaces declared here (Index, Holders, Logs,

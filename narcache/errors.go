@@ -22,6 +22,9 @@ var (
 	ErrNotMember = errors.New("peer is not a mesh member")
 	// ErrPeer: a peer broke the nar protocol or answered with an error.
 	ErrPeer = errors.New("peer protocol error")
+	// ErrStalled: a peer moved no byte of a nar transfer for the idle
+	// timeout (P2PLimits.IdleTimeout).
+	ErrStalled = errors.New("peer stalled")
 	// ErrNoHolder: the mesh index names no peer that holds a nar.
 	ErrNoHolder = errors.New("no peer holds the nar")
 	// ErrClosed: the component was closed or not started.

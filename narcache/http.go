@@ -93,6 +93,7 @@ type Handler struct {
 	cacheInfo []byte
 	posCC     []string
 	negCC     []string
+	suspects  suspects // holders whose last transfer failed
 }
 
 // Header values shared by every response; never modified.

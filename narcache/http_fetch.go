@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
+	"time"
 )
 
 // fetchThrough streams a nar file this node lacks from a holder to the
@@ -77,6 +80,7 @@ func (h *Handler) fetchThrough(w http.ResponseWriter, r *http.Request, want File
 	}
 	if copyErr != nil {
 		nw.Abort()
+		h.suspects.mark(holder.ID, copyErr)
 		if isBadData(copyErr) {
 			h.badPeer(holder, copyErr)
 		}
@@ -84,6 +88,7 @@ func (h *Handler) fetchThrough(w http.ResponseWriter, r *http.Request, want File
 		panic(http.ErrAbortHandler)
 	}
 	if _, err := nw.Commit(); err != nil {
+		h.suspects.mark(holder.ID, err)
 		if isBadData(err) {
 			h.badPeer(holder, err)
 		}
@@ -92,14 +97,16 @@ func (h *Handler) fetchThrough(w http.ResponseWriter, r *http.Request, want File
 	}
 }
 
-// open tries the holders in order until one sends the file.
+// open tries the holders in order, those that failed lately last, until
+// one sends the file.
 func (h *Handler) open(ctx context.Context, holders []Holder, want File) (io.ReadCloser, int64, Holder, error) {
 	var errs []error
-	for _, hd := range holders {
+	for _, hd := range h.suspects.order(holders) {
 		rc, n, err := h.cfg.Fetcher.Fetch(ctx, hd, want)
 		if err == nil {
 			return rc, n, hd, nil
 		}
+		h.suspects.mark(hd.ID, err)
 		if isBadData(err) {
 			h.badPeer(hd, err)
 		}
@@ -115,9 +122,10 @@ func (h *Handler) replicate(ctx context.Context, want File) (File, error) {
 		return File{}, fmt.Errorf("replicate %s: %w", want.Key(), ErrNoHolder)
 	}
 	var errs []error
-	for _, hd := range h.cfg.Index.Holders(want.Key()) {
+	for _, hd := range h.suspects.order(h.cfg.Index.Holders(want.Key())) {
 		rc, _, err := h.cfg.Fetcher.Fetch(ctx, hd, want)
 		if err != nil {
+			h.suspects.mark(hd.ID, err)
 			errs = append(errs, err)
 			continue
 		}
@@ -126,6 +134,7 @@ func (h *Handler) replicate(ctx context.Context, want File) (File, error) {
 		if err == nil {
 			return f, nil
 		}
+		h.suspects.mark(hd.ID, err)
 		if isBadData(err) {
 			h.badPeer(hd, err)
 		}
@@ -139,4 +148,66 @@ func (h *Handler) badPeer(hd Holder, err error) {
 	if h.cfg.OnBadPeer != nil {
 		h.cfg.OnBadPeer(hd.ID, err)
 	}
+}
+
+// suspectFor is how long a holder whose transfer failed is asked last.
+const suspectFor = 10 * time.Minute
+
+// suspects remembers the holders whose last transfer failed, so that the
+// next fetch asks them last. A fetch-through that fails mid-stream cannot
+// move on to another holder (the client already has part of the
+// response); the client's retry then goes to another one first. The zero
+// value is ready to use; it holds at most one entry per holder the index
+// names.
+type suspects struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+// mark suspects the holder for suspectFor, unless err is only the
+// caller's context ending.
+func (s *suspects) mark(id string, err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.until == nil {
+		s.until = map[string]time.Time{}
+	}
+	for k, t := range s.until {
+		if !t.After(now) {
+			delete(s.until, k)
+		}
+	}
+	s.until[id] = now.Add(suspectFor)
+}
+
+// order returns the holders, those not suspected first, each group in
+// the index's order.
+func (s *suspects) order(hs []Holder) []Holder {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.until) == 0 {
+		return hs
+	}
+	suspect := func(h Holder) bool {
+		t, ok := s.until[h.ID]
+		return ok && t.After(now)
+	}
+	out := slices.Clone(hs)
+	slices.SortStableFunc(out, func(a, b Holder) int {
+		sa, sb := suspect(a), suspect(b)
+		switch {
+		case sa == sb:
+			return 0
+		case sb:
+			return -1
+		default:
+			return 1
+		}
+	})
+	return out
 }

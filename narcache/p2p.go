@@ -80,6 +80,9 @@ type P2PConfig struct {
 	// ForcePrivate declares the node unreachable from outside (behind
 	// NAT): it then lists its relay addresses first in Addrs.
 	ForcePrivate bool
+	// Limits bound connections, streams, memory and stalls per peer;
+	// zero fields take DefaultP2PLimits.
+	Limits P2PLimits
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -87,6 +90,7 @@ type P2PConfig struct {
 // P2P is a libp2p host that serves and fetches nar files among members.
 type P2P struct {
 	cfg P2PConfig
+	lim P2PLimits // cfg.Limits with defaults filled
 	log *slog.Logger
 
 	mu         sync.Mutex
@@ -110,12 +114,12 @@ func NewP2P(cfg P2PConfig) (*P2P, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &P2P{cfg: cfg, log: cfg.Logger}, nil
+	return &P2P{cfg: cfg, lim: cfg.Limits.withDefaults(), log: cfg.Logger}, nil
 }
 
 // Start opens the libp2p host and serves NarProtocol.
 func (p *P2P) Start(ctx context.Context) error {
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
+	rm, err := rcmgr.NewResourceManager(p.lim.limiter())
 	if err != nil {
 		return fmt.Errorf("resource manager: %w", err)
 	}
@@ -255,38 +259,43 @@ func (p *P2P) Addrs() []string {
 // serve answers one NarProtocol request from the local disk.
 func (p *P2P) serve(s network.Stream) {
 	defer s.Close()
-	_ = s.SetReadDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReaderSize(s, 128)
+	// The request is one short line: a peer that sends more, or takes
+	// longer than RequestTimeout, is cut off.
+	_ = s.SetReadDeadline(time.Now().Add(p.lim.RequestTimeout))
+	br := bufio.NewReaderSize(s, maxRequestLen)
 	line, err := br.ReadSlice('\n')
 	if err != nil {
+		p.log.Debug("read nar request", "peer", s.Conn().RemotePeer().String(), "err", err)
 		_ = s.Reset()
 		return
 	}
 	_ = s.SetReadDeadline(time.Time{})
 	key := string(line[:len(line)-1])
+	// A peer that stops reading is cut off after IdleTimeout.
+	w := &idleStream{s: s, idle: p.lim.IdleTimeout, peer: s.Conn().RemotePeer().String()}
 	if _, err := ParseFileKey(key); err != nil {
-		writeStatus(s, statusError, err.Error())
+		writeStatus(w, statusError, err.Error())
 		return
 	}
 	fh, f, err := p.cfg.Disk.Open(key)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			writeStatus(s, statusNotFound, "not found")
+			writeStatus(w, statusNotFound, "not found")
 			return
 		}
-		writeStatus(s, statusError, err.Error())
+		writeStatus(w, statusError, err.Error())
 		return
 	}
 	defer fh.Close()
 	var hdr [9]byte
 	hdr[0] = statusOK
 	binary.BigEndian.PutUint64(hdr[1:], uint64(f.FileSize))
-	if _, err := s.Write(hdr[:]); err != nil {
+	if _, err := w.Write(hdr[:]); err != nil {
 		_ = s.Reset()
 		return
 	}
 	buf := make([]byte, copyBufSize)
-	if _, err := io.CopyBuffer(s, io.LimitReader(fh, f.FileSize), buf); err != nil {
+	if _, err := io.CopyBuffer(w, io.LimitReader(fh, f.FileSize), buf); err != nil {
 		p.log.Debug("send nar", "file", key, "peer", s.Conn().RemotePeer().String(), "err", err)
 		_ = s.Reset()
 		return
@@ -294,20 +303,25 @@ func (p *P2P) serve(s network.Stream) {
 	_ = s.CloseWrite()
 }
 
-func writeStatus(s network.Stream, status byte, msg string) {
-	if len(msg) > 1024 {
-		msg = msg[:1024]
+func writeStatus(w *idleStream, status byte, msg string) {
+	if len(msg) > maxStatusMsg {
+		msg = msg[:maxStatusMsg]
 	}
 	var hdr [9]byte
 	hdr[0] = status
 	binary.BigEndian.PutUint64(hdr[1:], uint64(len(msg)))
-	_, _ = s.Write(append(hdr[:], msg...))
-	_ = s.CloseWrite()
+	_, _ = w.Write(append(hdr[:], msg...))
+	_ = w.s.CloseWrite()
 }
+
+// maxStatusMsg bounds the error message of a status other than ok.
+const maxStatusMsg = 1024
 
 // Fetch opens a stream to the holder and returns the file's bytes as they
 // arrive, and their length. The bytes are not verified: use Replicate, or
-// Disk.Create, to keep them. The caller closes the reader.
+// Disk.Create, to keep them. The caller closes the reader. Ending ctx cuts
+// the transfer; so does a holder that sends nothing for IdleTimeout
+// (ErrStalled).
 func (p *P2P) Fetch(ctx context.Context, h Holder, f File) (io.ReadCloser, int64, error) {
 	host := p.Host()
 	if host == nil {
@@ -336,38 +350,63 @@ func (p *P2P) Fetch(ctx context.Context, h Holder, f File) (io.ReadCloser, int64
 	if err != nil {
 		return nil, 0, fmt.Errorf("open nar stream to %s: %w", h.ID, err)
 	}
+	is := &idleStream{s: s, idle: p.lim.IdleTimeout, peer: h.ID}
 	if dl, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(dl)
+		is.limit = dl
 	}
-	if _, err := s.Write([]byte(f.Key() + "\n")); err != nil {
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	n, err := p.readResponse(ctx, is, h, f)
+	if err != nil {
+		stop()
+		return nil, 0, err
+	}
+	return &streamBody{ctx: ctx, s: is, left: n, stop: stop}, n, nil
+}
+
+// readResponse sends the request for f and reads the response header.
+func (p *P2P) readResponse(ctx context.Context, is *idleStream, h Holder, f File) (_ int64, err error) {
+	s := is.s
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("fetch %s from %s: %w", f.Key(), h.ID, ctx.Err())
+		}
+	}()
+	if _, err := is.Write([]byte(f.Key() + "\n")); err != nil {
 		_ = s.Reset()
-		return nil, 0, fmt.Errorf("send nar request: %w", err)
+		return 0, fmt.Errorf("send nar request: %w", err)
 	}
 	_ = s.CloseWrite()
 	var hdr [9]byte
-	if _, err := io.ReadFull(s, hdr[:]); err != nil {
+	if _, err := io.ReadFull(is, hdr[:]); err != nil {
 		_ = s.Reset()
-		return nil, 0, fmt.Errorf("%w: read nar response from %s: %v", ErrPeer, h.ID, err)
+		if errors.Is(err, ErrStalled) {
+			return 0, fmt.Errorf("read nar response: %w", err)
+		}
+		return 0, fmt.Errorf("%w: read nar response from %s: %v", ErrPeer, h.ID, err)
 	}
 	n := int64(binary.BigEndian.Uint64(hdr[1:]))
 	switch hdr[0] {
 	case statusOK:
 	case statusNotFound, statusError:
-		msg, _ := io.ReadAll(io.LimitReader(s, min(n, 1024)))
+		msg, _ := io.ReadAll(io.LimitReader(is, min(max(n, 0), maxStatusMsg)))
 		_ = s.Close()
 		if hdr[0] == statusNotFound {
-			return nil, 0, fmt.Errorf("fetch %s from %s: %w", f.Key(), h.ID, ErrNotFound)
+			return 0, fmt.Errorf("fetch %s from %s: %w", f.Key(), h.ID, ErrNotFound)
 		}
-		return nil, 0, fmt.Errorf("%w: %s: %s", ErrPeer, h.ID, msg)
+		return 0, fmt.Errorf("%w: %s: %s", ErrPeer, h.ID, msg)
 	default:
 		_ = s.Reset()
-		return nil, 0, fmt.Errorf("%w: %s sent status %d", ErrPeer, h.ID, hdr[0])
+		return 0, fmt.Errorf("%w: %s sent status %d", ErrPeer, h.ID, hdr[0])
 	}
 	if f.FileSize != 0 && n != f.FileSize {
 		_ = s.Reset()
-		return nil, 0, fmt.Errorf("%w: %s offers %d bytes, want %d", ErrHashMismatch, h.ID, n, f.FileSize)
+		return 0, fmt.Errorf("%w: %s offers %d bytes, want %d", ErrHashMismatch, h.ID, n, f.FileSize)
 	}
-	return &streamBody{s: s, left: n}, n, nil
+	if f.FileSize == 0 && (n < 0 || n > p.lim.MaxFileSize) {
+		_ = s.Reset()
+		return 0, fmt.Errorf("%w: %s offers %d bytes, more than the %d allowed", ErrPeer, h.ID, uint64(n), p.lim.MaxFileSize)
+	}
+	return n, nil
 }
 
 // holderAddr parses one of a holder's addresses. A trailing /p2p/ID must
@@ -390,8 +429,10 @@ func holderAddr(a string, pid peer.ID) (ma.Multiaddr, error) {
 
 // streamBody reads exactly the announced length from a stream.
 type streamBody struct {
-	s    network.Stream
+	ctx  context.Context
+	s    *idleStream
 	left int64
+	stop func() bool // unhooks the reset on ctx's end
 }
 
 func (b *streamBody) Read(p []byte) (int, error) {
@@ -403,20 +444,26 @@ func (b *streamBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.s.Read(p)
 	b.left -= int64(n)
-	if err == io.EOF && b.left > 0 {
-		return n, fmt.Errorf("%w: stream ended %d bytes early", ErrPeer, b.left)
-	}
-	if err == io.EOF {
+	switch {
+	case err == nil:
+	case b.ctx.Err() != nil:
+		err = fmt.Errorf("receive nar from %s: %w", b.s.peer, b.ctx.Err())
+	case err == io.EOF && b.left > 0:
+		err = fmt.Errorf("%w: %s ended the stream %d bytes early", ErrPeer, b.s.peer, b.left)
+	case err == io.EOF:
 		err = nil
+	case !errors.Is(err, ErrStalled):
+		err = fmt.Errorf("%w: receive nar from %s: %w", ErrPeer, b.s.peer, err)
 	}
 	return n, err
 }
 
 func (b *streamBody) Close() error {
+	b.stop()
 	if b.left > 0 {
-		return b.s.Reset()
+		return b.s.s.Reset()
 	}
-	return b.s.Close()
+	return b.s.s.Close()
 }
 
 // Replicate fetches the file want names from the holder, verifies it
@@ -444,6 +491,26 @@ func (p *P2P) Replicate(ctx context.Context, h Holder, want File) (File, error) 
 		return File{}, fmt.Errorf("replicate %s from %s: %w", want.Key(), h.ID, err)
 	}
 	return f, nil
+}
+
+// ReplicateAny tries the holders in order until one sends a copy that
+// verifies, and keeps it. A holder that fails (has no copy, sends bad
+// bytes, cuts or stalls the transfer) is passed over; bad bytes are
+// reported to OnBadPeer. The error joins every holder's failure.
+func (p *P2P) ReplicateAny(ctx context.Context, holders []Holder, want File) (File, error) {
+	var errs []error
+	for _, h := range holders {
+		f, err := p.Replicate(ctx, h, want)
+		if err == nil {
+			return f, nil
+		}
+		if ctx.Err() != nil {
+			return File{}, fmt.Errorf("replicate %s: %w", want.Key(), ctx.Err())
+		}
+		p.log.Info("holder failed; trying the next", "file", want.Key(), "peer", h.ID, "err", err)
+		errs = append(errs, err)
+	}
+	return File{}, fmt.Errorf("replicate %s: %w: %w", want.Key(), ErrNoHolder, errors.Join(errs...))
 }
 
 // isBadData tells verification failures (the sender's fault) from local

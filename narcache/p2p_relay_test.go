@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 
 	"github.com/drvmesh/drvmesh/internal/testutil"
 )
@@ -118,6 +120,25 @@ func TestP2P_Relay(t *testing.T) {
 			if h.p2p.Host().Network().Connectedness(n.p2p.ID()) != network.NotConnected {
 				t.Fatalf("%s keeps a connection to a stranger", h.p2p.ID())
 			}
+		}
+	})
+	t.Run("stranger cannot reserve a slot", func(t *testing.T) {
+		// A bare host: no gater of its own, as an attacker would run.
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		before := m.r.p2p.RelayStats()
+		rInfo := peer.AddrInfo{ID: m.r.p2p.ID(), Addrs: m.r.p2p.Host().Addrs()}
+		if _, err := client.Reserve(ctx, h, rInfo); err == nil {
+			t.Fatal("the relay reserved a slot for a stranger")
+		}
+		if after := m.r.p2p.RelayStats(); after.Reservations != before.Reservations {
+			t.Fatalf("the relay granted a reservation: %+v", after)
+		}
+		if c := m.r.p2p.Host().Network().Connectedness(h.ID()); c != network.NotConnected {
+			t.Fatalf("the relay keeps a %s connection to a stranger", c)
 		}
 	})
 	t.Run("relay member is refused by the target", func(t *testing.T) {

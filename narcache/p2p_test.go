@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -158,6 +159,21 @@ func TestP2P_Replicate(t *testing.T) {
 		// and a member refuses to dial a non-member
 		if _, _, err := a.p2p.Fetch(ctx, c.holder(), want); !errors.Is(err, ErrNotMember) {
 			t.Fatalf("dial non-member: %v", err)
+		}
+	})
+	t.Run("bare stranger is refused", func(t *testing.T) {
+		// A host with no gater of its own, as an attacker would run.
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		h.Peerstore().AddAddrs(a.p2p.ID(), a.p2p.Host().Addrs(), time.Hour)
+		if _, err := h.NewStream(ctx, a.p2p.ID(), NarProtocol); err == nil {
+			t.Fatal("a stranger opened a nar stream")
+		}
+		if c := a.p2p.Host().Network().Connectedness(h.ID()); c != network.NotConnected {
+			t.Fatalf("a keeps a %s connection to a stranger", c)
 		}
 	})
 }
