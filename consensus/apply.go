@@ -14,49 +14,11 @@ import (
 // value. The caller rolls the transaction back on an error, so a handler
 // may fail after partial writes and still change nothing.
 func (t *txn) exec(cmd Command, at time.Time, index uint64) any {
-	var (
-		res any
-		err error
-	)
-	switch c := cmd.(type) {
-	case *SubmitBuilds:
-		res, err = t.submitBuilds(c, at, index)
-	case *AssignBuilds:
-		res, err = t.assignBuilds(c)
-	case *StartBuild:
-		err = t.startBuild(c, at)
-	case *FinishBuild:
-		err = t.finishBuild(c, at)
-	case *CancelBuilds:
-		err = t.cancelBuilds(c, at)
-	case *RequeueNode:
-		res, err = t.requeueNode(c, at)
-	case *PutNarInfos:
-		err = t.putNarInfos(c)
-	case *SetNarHolder:
-		err = t.setNarHolder(c)
-	case *PutNode:
-		err = t.putNode(c)
-	case *RemoveNode:
-		err = t.removeNode(c)
-	case *AckEvents:
-		for _, s := range c.Seqs {
-			t.del(bkEvents, u64b(s))
-		}
-	case *SetSettings:
-		t.putJSON(bkMeta, []byte("settings"), c.Settings)
-		t.ch.setting()
-	case *ClearWaiting:
-		err = t.clearWaiting(c)
-	case *FailQueued:
-		res, err = t.failQueued(c, at)
-	case *FinishOutputs:
-		if err = t.putNarInfos(&c.NarInfos); err == nil {
-			err = t.finishBuild(&c.Finish, at)
-		}
-	default:
+	d := lookup(cmd.Type())
+	if d == nil {
 		panic(fmt.Sprintf("consensus: no handler for command %T", cmd))
 	}
+	res, err := d.apply(t, cmd, applyCtx{at: at, index: index})
 	if err != nil {
 		return err
 	}
@@ -434,6 +396,27 @@ func (t *txn) removeNode(c *RemoveNode) error {
 		t.putNar(hash, old, &n)
 	}
 	return nil
+}
+
+func (t *txn) ackEvents(c *AckEvents) error {
+	for _, s := range c.Seqs {
+		t.del(bkEvents, u64b(s))
+	}
+	return nil
+}
+
+func (t *txn) setSettings(c *SetSettings) error {
+	t.putJSON(bkMeta, []byte("settings"), c.Settings)
+	t.ch.setting()
+	return nil
+}
+
+// finishOutputs records the outputs' nars, then finishes the build.
+func (t *txn) finishOutputs(c *FinishOutputs, at time.Time) error {
+	if err := t.putNarInfos(&c.NarInfos); err != nil {
+		return err
+	}
+	return t.finishBuild(&c.Finish, at)
 }
 
 func (t *txn) clearWaiting(c *ClearWaiting) error {

@@ -9,26 +9,27 @@ import (
 // CommandType numbers a raft command. The enum is append-only: numbers are
 // never reused or renumbered. A type with SkipIfUnknown set is ignored by a
 // replica that does not know it (rolling upgrades); an unknown type without
-// it stops the replica (panic) rather than letting it diverge.
+// it is rejected by every replica alike (ErrBadCommand, nothing changes).
+// Each type has one row in the registry (registry.go).
 type CommandType byte
 
 // Command types.
 const (
-	CmdSubmitBuilds CommandType = 1
-	CmdAssignBuilds CommandType = 2
-	CmdStartBuild   CommandType = 3
-	CmdFinishBuild  CommandType = 4
-	CmdCancelBuilds CommandType = 5
-	CmdRequeueNode  CommandType = 6
-	CmdPutNarInfos  CommandType = 7
-	CmdSetNarHolder CommandType = 8
-	CmdPutNode      CommandType = 9
-	CmdRemoveNode   CommandType = 10
-	CmdAckEvents    CommandType = 11
-	CmdSetSettings  CommandType = 12
-	CmdClearWaiting CommandType = 13
-	CmdFinishOutput CommandType = 14
-	CmdFailQueued   CommandType = 15
+	CmdSubmitBuilds  CommandType = 1
+	CmdAssignBuilds  CommandType = 2
+	CmdStartBuild    CommandType = 3
+	CmdFinishBuild   CommandType = 4
+	CmdCancelBuilds  CommandType = 5
+	CmdRequeueNode   CommandType = 6
+	CmdPutNarInfos   CommandType = 7
+	CmdSetNarHolder  CommandType = 8
+	CmdPutNode       CommandType = 9
+	CmdRemoveNode    CommandType = 10
+	CmdAckEvents     CommandType = 11
+	CmdSetSettings   CommandType = 12
+	CmdClearWaiting  CommandType = 13
+	CmdFinishOutputs CommandType = 14
+	CmdFailQueued    CommandType = 15
 
 	// SkipIfUnknown is or-ed into a type that older replicas may ignore.
 	SkipIfUnknown CommandType = 0x80
@@ -175,45 +176,8 @@ func (RemoveNode) Type() CommandType    { return CmdRemoveNode }
 func (AckEvents) Type() CommandType     { return CmdAckEvents }
 func (SetSettings) Type() CommandType   { return CmdSetSettings }
 func (ClearWaiting) Type() CommandType  { return CmdClearWaiting }
-func (FinishOutputs) Type() CommandType { return CmdFinishOutput }
+func (FinishOutputs) Type() CommandType { return CmdFinishOutputs }
 func (FailQueued) Type() CommandType    { return CmdFailQueued }
-
-// newCommand returns an empty command of a known type, or nil.
-func newCommand(t CommandType) Command {
-	switch t {
-	case CmdSubmitBuilds:
-		return &SubmitBuilds{}
-	case CmdAssignBuilds:
-		return &AssignBuilds{}
-	case CmdStartBuild:
-		return &StartBuild{}
-	case CmdFinishBuild:
-		return &FinishBuild{}
-	case CmdCancelBuilds:
-		return &CancelBuilds{}
-	case CmdRequeueNode:
-		return &RequeueNode{}
-	case CmdPutNarInfos:
-		return &PutNarInfos{}
-	case CmdSetNarHolder:
-		return &SetNarHolder{}
-	case CmdPutNode:
-		return &PutNode{}
-	case CmdRemoveNode:
-		return &RemoveNode{}
-	case CmdAckEvents:
-		return &AckEvents{}
-	case CmdSetSettings:
-		return &SetSettings{}
-	case CmdClearWaiting:
-		return &ClearWaiting{}
-	case CmdFinishOutput:
-		return &FinishOutputs{}
-	case CmdFailQueued:
-		return &FailQueued{}
-	}
-	return nil
-}
 
 // EncodeCommand encodes a command stamped with time at (the leader's clock):
 // [type byte][8-byte big-endian unix nanoseconds][payload]. The payload is
