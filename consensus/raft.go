@@ -582,3 +582,17 @@ func (r *Raft) Snapshot() error {
 	}
 	return r.wrap(ra, "snapshot", ra.Snapshot().Error())
 }
+
+// tcpStreamLayer is the plain TCP layer used when Config.Layer is nil.
+type tcpStreamLayer struct {
+	ln        net.Listener
+	advertise net.Addr
+}
+
+func (l *tcpStreamLayer) Accept() (net.Conn, error) { return l.ln.Accept() }
+func (l *tcpStreamLayer) Close() error              { return l.ln.Close() }
+func (l *tcpStreamLayer) Addr() net.Addr            { return l.advertise }
+
+func (l *tcpStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(addr), timeout)
+}
