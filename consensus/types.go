@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/drvmesh/drvmesh/store"
 )
 
 // Build states.
@@ -179,13 +181,15 @@ func BuildIDTime(id string) (time.Time, error) {
 }
 
 // HashPart returns the 32-character hash part of a store path
-// (/nix/store/<hash>-<name>), or of a bare <hash>-<name> basename.
+// (/nix/store/<hash>-<name>), or of a bare <hash>-<name> basename: the key
+// of nar records. It is store.HashPart that also rejects an empty name,
+// with an error wrapping ErrBadCommand.
 func HashPart(storePath string) (string, error) {
-	base := storePath[strings.LastIndexByte(storePath, '/')+1:]
-	if len(base) < 34 || base[32] != '-' {
+	h := store.HashPart(storePath)
+	if h == "" || strings.HasSuffix(storePath, "/"+h+"-") || storePath == h+"-" {
 		return "", fmt.Errorf("store path %q: %w", storePath, ErrBadCommand)
 	}
-	return base[:32], nil
+	return h, nil
 }
 
 func validState(s string) bool {
