@@ -13,11 +13,20 @@ import (
 // exec applies one command in t and returns its result, nil, or an error
 // value. The caller rolls the transaction back on an error, so a handler
 // may fail after partial writes and still change nothing.
-func (t *txn) exec(cmd Command, at time.Time, index uint64) any {
+func (t *txn) exec(cmd Command, at time.Time, index uint64) (out any) {
 	d := lookup(cmd.Type())
 	if d == nil {
 		panic(fmt.Sprintf("consensus: no handler for command %T", cmd))
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			br, ok := r.(badRecord)
+			if !ok {
+				panic(r)
+			}
+			out = fmt.Errorf("apply %s at index %d: %w", cmd.Type(), index, br.err)
+		}
+	}()
 	res, err := d.apply(t, cmd, applyCtx{at: at, index: index})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -195,7 +196,8 @@ func EncodeCommand(cmd Command, at time.Time) ([]byte, error) {
 }
 
 // decodeCommand decodes an entry. It returns (nil, at, nil) for an unknown
-// type marked SkipIfUnknown and an error for anything undecodable.
+// type marked SkipIfUnknown and an error wrapping ErrBadCommand for
+// anything undecodable.
 func decodeCommand(data []byte) (Command, time.Time, error) {
 	if len(data) < 9 {
 		return nil, time.Time{}, fmt.Errorf("command entry of %d bytes: %w", len(data), ErrBadCommand)
@@ -210,7 +212,10 @@ func decodeCommand(data []byte) (Command, time.Time, error) {
 		return nil, at, fmt.Errorf("unknown command type %d: %w", t, ErrBadCommand)
 	}
 	if err := decodePayload(data[9:], cmd); err != nil {
-		return nil, at, fmt.Errorf("decode command %d: %w", t, err)
+		if !errors.Is(err, ErrBadCommand) {
+			err = fmt.Errorf("%w: %w", ErrBadCommand, err)
+		}
+		return nil, at, fmt.Errorf("decode command %s: %w", t, err)
 	}
 	return cmd, at, nil
 }

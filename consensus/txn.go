@@ -3,12 +3,14 @@ package consensus
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // txn is one write (or read) transaction over the state buckets; it keeps
@@ -107,8 +109,18 @@ func join(parts ...[]byte) []byte {
 	return bytes.Join(parts, []byte{0})
 }
 
+// badRecord is what put panics with when bbolt refuses a key or value
+// for its size or emptiness, which command content decides (a 40 KB node
+// name, an empty tag): exec recovers it into an ErrBadCommand error value.
+// bbolt checks these before it changes anything.
+type badRecord struct{ err error }
+
 func (t *txn) put(bk int, k, v []byte) {
 	if err := t.b[bk].Put(k, v); err != nil {
+		if errors.Is(err, bolterrors.ErrKeyRequired) || errors.Is(err, bolterrors.ErrKeyTooLarge) ||
+			errors.Is(err, bolterrors.ErrValueTooLarge) {
+			panic(badRecord{fmt.Errorf("%s record of %d-byte key, %d-byte value: %w (%w)", buckets[bk], len(k), len(v), ErrBadCommand, err)})
+		}
 		panic(fmt.Sprintf("consensus: put %s: %v", buckets[bk], err))
 	}
 }
