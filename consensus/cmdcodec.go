@@ -156,6 +156,7 @@ const eventRecordV1 = 1
 var eventCodes = []string{
 	EventBuildSubmitted, EventBuildStarted, EventBuildSucceeded,
 	EventBuildFailed, EventBuildCanceled, EventBuildMissingInputs,
+	EventBuildMismatch,
 }
 
 // encodeEvent encodes an event of type typ for build key key at time at.

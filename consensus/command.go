@@ -107,8 +107,13 @@ type RequeueResult struct {
 	IDs []string
 }
 
-// PutNarInfos records nars (upsert by hash part) held by Holder, and clears
-// those store paths from every build waiting for them.
+// PutNarInfos records nars (by hash part) held by Holder, and clears
+// those store paths from every build waiting for them. A nar reported
+// with the NarHash already recorded adds its holders; one with another
+// NarHash leaves the record and its holders alone and is kept in the
+// path's Mismatch (FSM.Mismatch) instead, while the command's other nars
+// still apply. A hash part recorded under another store path is
+// ErrBadCommand.
 type PutNarInfos struct {
 	NarInfos []NarInfo `json:"narinfos"`
 	Holder   string    `json:"holder,omitempty"`
@@ -144,7 +149,10 @@ type SetSettings struct {
 // FinishOutputs records a succeeded build's output nars (as PutNarInfos)
 // and its result (as FinishBuild) in one entry: one commit on the path
 // from a built derivation to the dependents it frees. Either both apply
-// or, when the finish is refused, neither.
+// or, when the finish is refused, neither. An output whose nar differs
+// from the one recorded for its path starts or joins that path's
+// Mismatch (a new one queues a build-mismatch event for the build), and
+// the build succeeds with the recorded nar.
 type FinishOutputs struct {
 	NarInfos PutNarInfos `json:"narinfos"`
 	Finish   FinishBuild `json:"finish"`

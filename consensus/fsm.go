@@ -29,6 +29,7 @@ var buckets = [][]byte{
 	[]byte("events"),     // seq (8 bytes) → Event JSON
 	[]byte("meta"),       // settings, event_seq, count/<state>, applied
 	[]byte("idx_file"),   // nar file hash (nix32) → hash part
+	[]byte("mismatches"), // store path → Mismatch JSON
 }
 
 const (
@@ -44,6 +45,7 @@ const (
 	bkEvents
 	bkMeta
 	bkByFile
+	bkMismatches
 )
 
 // metaApplied is the meta key of the last applied raft index, so a state

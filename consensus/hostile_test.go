@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -130,4 +133,138 @@ func TestFSM_Apply_OversizedRecords(t *testing.T) {
 			f.submit(10, nil) // the replica goes on
 		})
 	}
+}
+
+func TestFSM_Apply_Mismatch(t *testing.T) {
+	path := storePath(1001, "pkg")
+	first := NarInfo{StorePath: path, NarHash: "sha256:first", NarSize: 100, Sigs: []string{"a:1"}}
+	other := NarInfo{StorePath: path, NarHash: "sha256:other", NarSize: 101, Sigs: []string{"b:2"}}
+
+	t.Run("a different NarHash is kept aside, the record and holders stay", func(t *testing.T) {
+		f := newTestFSM(t)
+		f.mustApply(&PutNarInfos{Holder: "n1", NarInfos: []NarInfo{first}}, t0)
+		before, _ := f.NarInfoByHash(hashOf(1001))
+		// Another record in the same command still applies.
+		f.mustApply(&PutNarInfos{Holder: "n2", NarInfos: []NarInfo{other, {StorePath: storePath(7, "x"), NarHash: "sha256:x", NarSize: 1}}}, t0.Add(time.Minute))
+		after, _ := f.NarInfoByHash(hashOf(1001))
+		if !reflect.DeepEqual(before, after) {
+			t.Fatalf("record changed: %+v", after)
+		}
+		if _, err := f.NarInfoByHash(hashOf(7)); err != nil {
+			t.Fatalf("other record of the command: %v", err)
+		}
+		m, err := f.Mismatch(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := &Mismatch{Path: path, Results: []MismatchResult{
+			{Node: "n1", NarHash: "sha256:first", NarSize: 100},
+			{Node: "n2", NarHash: "sha256:other", NarSize: 101, At: t0.Add(time.Minute)},
+		}}
+		if !reflect.DeepEqual(m, want) {
+			t.Fatalf("mismatch %+v\nwant %+v", m, want)
+		}
+		// A retry changes nothing; an agreeing report merges holders and
+		// is listed; a third hash is added.
+		f.mustApply(&PutNarInfos{Holder: "n2", NarInfos: []NarInfo{other}}, t0.Add(2*time.Minute))
+		again, _ := f.Mismatch(path)
+		rec, _ := f.NarInfoByHash(hashOf(1001))
+		if !reflect.DeepEqual(again, m) || !reflect.DeepEqual(rec, before) {
+			t.Fatalf("repeated report changed the state: %+v", again)
+		}
+		f.mustApply(&PutNarInfos{Holder: "n3", NarInfos: []NarInfo{first}}, t0.Add(3*time.Minute))
+		f.mustApply(&PutNarInfos{Holder: "n4", NarInfos: []NarInfo{{StorePath: path, NarHash: "sha256:third", NarSize: 5}}}, t0.Add(4*time.Minute))
+		rec, _ = f.NarInfoByHash(hashOf(1001))
+		m, _ = f.Mismatch(path)
+		if rec.NarHash != "sha256:first" || !slices.Equal(rec.Holders, []string{"n1", "n3"}) || len(m.Results) != 4 ||
+			m.Results[2].Node != "n3" || m.Results[3].NarHash != "sha256:third" {
+			t.Fatalf("record %+v\nmismatch %+v", rec, m)
+		}
+		all, err := f.Mismatches()
+		if err != nil || len(all) != 1 || !reflect.DeepEqual(all[0], *m) {
+			t.Fatalf("Mismatches = %+v, %v", all, err)
+		}
+		if _, err := f.Mismatch(storePath(7, "x")); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Mismatch of an agreed path: %v", err)
+		}
+		// No build was named, so no event.
+		if got := eventTypes(t, f); len(got) != 0 {
+			t.Fatalf("events %v", got)
+		}
+	})
+	t.Run("same NarHash merges holders without a mismatch", func(t *testing.T) {
+		f := newTestFSM(t)
+		f.mustApply(&PutNarInfos{Holder: "n1", NarInfos: []NarInfo{first}}, t0)
+		f.mustApply(&PutNarInfos{Holder: "n2", NarInfos: []NarInfo{first}}, t0)
+		rec, _ := f.NarInfoByHash(hashOf(1001))
+		if !slices.Equal(rec.Holders, []string{"n1", "n2"}) {
+			t.Fatalf("holders %v", rec.Holders)
+		}
+		if all, _ := f.Mismatches(); len(all) != 0 {
+			t.Fatalf("mismatches %+v", all)
+		}
+	})
+	t.Run("a path under another name is refused", func(t *testing.T) {
+		f := newTestFSM(t)
+		f.mustApply(&PutNarInfos{Holder: "n1", NarInfos: []NarInfo{first}}, t0)
+		before := f.dump()
+		evil := first
+		evil.StorePath = "/nix/store/" + hashOf(1001) + "-evil"
+		if err, _ := f.apply(&PutNarInfos{Holder: "n2", NarInfos: []NarInfo{evil}}, t0).(error); !errors.Is(err, ErrBadCommand) {
+			t.Fatalf("err = %v", err)
+		}
+		if !bytes.Equal(before, f.dump()) {
+			t.Fatal("state changed")
+		}
+	})
+	t.Run("a finishing build with another nar succeeds with the recorded one", func(t *testing.T) {
+		f := newTestFSM(t)
+		f.mustApply(&PutNarInfos{Holder: "n1", NarInfos: []NarInfo{first}}, t0)
+		id := f.running(1, "n2")
+		fin := &FinishOutputs{
+			NarInfos: PutNarInfos{Holder: "n2", NarInfos: []NarInfo{other}},
+			Finish: FinishBuild{ID: id, Node: "n2", Success: true,
+				Outputs: []Output{{Name: "out", Path: path, NarHash: other.NarHash, NarSize: other.NarSize}}},
+		}
+		f.mustApply(fin, t0.Add(time.Hour))
+		b := f.build(id)
+		if b.State != StateSucceeded || b.Outputs[0].NarHash != first.NarHash {
+			t.Fatalf("build %+v", b)
+		}
+		m, err := f.Mismatch(path)
+		if err != nil || m.Derivation != storePath(1, "pkg.drv") || m.Output != "out" || len(m.Results) != 2 {
+			t.Fatalf("mismatch %+v, %v", m, err)
+		}
+		evs, _ := f.PendingEvents(0)
+		last := evs[len(evs)-1]
+		if last.Type != EventBuildMismatch || last.BuildID != id || !last.Time.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("events %+v", evs)
+		}
+		// A second build of it reporting the same other nar adds no event.
+		id2 := f.running(2, "n3")
+		f.mustApply(&PutNarInfos{Holder: "n1", NarInfos: []NarInfo{{StorePath: storePath(1002, "pkg"), NarHash: "sha256:p", NarSize: 9}}}, t0)
+		n := len(eventTypes(t, f))
+		fin2 := &FinishOutputs{
+			NarInfos: PutNarInfos{Holder: "n3", NarInfos: []NarInfo{other}},
+			Finish:   FinishBuild{ID: id2, Node: "n3", Success: true, Outputs: []Output{{Name: "out", Path: storePath(1002, "pkg")}}},
+		}
+		f.mustApply(fin2, t0.Add(2*time.Hour))
+		if got := eventTypes(t, f); len(got) != n+1 || got[n] != EventBuildSucceeded {
+			t.Fatalf("events %v", got[n:])
+		}
+	})
+	t.Run("snapshot and restore carry mismatches", func(t *testing.T) {
+		f := newTestFSM(t)
+		f.mustApply(&PutNarInfos{Holder: "n1", NarInfos: []NarInfo{first}}, t0)
+		f.mustApply(&PutNarInfos{Holder: "n2", NarInfos: []NarInfo{other}}, t0)
+		want, _ := f.Mismatches()
+		g := newTestFSM(t)
+		if err := g.Restore(snapshotOf(t, f.FSM).reader()); err != nil {
+			t.Fatal(err)
+		}
+		got, err := g.Mismatches()
+		if err != nil || len(got) != 1 || !reflect.DeepEqual(got, want) {
+			t.Fatalf("restored %+v, %v", got, err)
+		}
+	})
 }

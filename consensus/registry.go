@@ -143,7 +143,7 @@ var registry = [...]commandDef{
 	CmdPutNarInfos: {
 		name:       "put-narinfos",
 		new:        func() Command { return &PutNarInfos{} },
-		apply:      func(t *txn, c Command, e applyCtx) (any, error) { return nil, t.putNarInfos(c.(*PutNarInfos)) },
+		apply:      func(t *txn, c Command, e applyCtx) (any, error) { return nil, t.putNarInfos(c.(*PutNarInfos), e.at) },
 		idempotent: true,
 		issuers:    IssuerAnyMember,
 	},

@@ -18,7 +18,7 @@ import (
 // primary records.
 type txn struct {
 	tx *bolt.Tx
-	b  [bkByFile + 1]*bolt.Bucket
+	b  [bkMismatches + 1]*bolt.Bucket
 
 	// Counters kept in memory during a write transaction and written to
 	// meta by flush: per-state count changes and the event sequence.
@@ -232,6 +232,19 @@ func (t *txn) settings() Settings {
 		}
 	}
 	return s
+}
+
+// getMismatch returns a store path's mismatch record, or nil.
+func (t *txn) getMismatch(path string) *Mismatch {
+	data := t.b[bkMismatches].Get([]byte(path))
+	if data == nil {
+		return nil
+	}
+	var m Mismatch
+	if err := json.Unmarshal(data, &m); err != nil {
+		panic(fmt.Sprintf("consensus: stored mismatch %s: %v", path, err))
+	}
+	return &m
 }
 
 func (t *txn) getNar(hash string) *NarInfo {
