@@ -169,6 +169,9 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 		b.WaitingFor = t.stillMissing(c.MissingInputs)
 		t.addEvent(EventBuildMissingInputs, k, at)
 	case c.Success:
+		if err := t.checkDeclared(b.Derivation, c.Outputs); err != nil {
+			return fmt.Errorf("finish build %s: %w", c.ID, err)
+		}
 		outs, err := t.checkOutputs(c.Outputs)
 		if err != nil {
 			return fmt.Errorf("finish build %s: %w", c.ID, err)
@@ -196,6 +199,37 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 		}
 	}
 	t.putBuild(k, &old, b)
+	return nil
+}
+
+// checkDeclared requires outputs to be exactly the outputs the
+// derivation's record declares: each name once, each declared name
+// present, and each path the declared one (a declared empty path, an
+// output whose path is not known before the build, matches any). Without
+// a record, or one that declares no outputs, there is nothing to check.
+func (t *txn) checkDeclared(drvPath string, outs []Output) error {
+	d := t.getDrv(drvPath)
+	if d == nil || len(d.Outputs) == 0 {
+		return nil
+	}
+	seen := make(map[string]bool, len(outs))
+	for _, o := range outs {
+		want, ok := d.Outputs[o.Name]
+		switch {
+		case !ok:
+			return fmt.Errorf("output %q is not one %s declares: %w", o.Name, drvPath, ErrBadCommand)
+		case seen[o.Name]:
+			return fmt.Errorf("output %q twice: %w", o.Name, ErrBadCommand)
+		case want != "" && o.Path != want:
+			return fmt.Errorf("output %q at %s, %s declares %s: %w", o.Name, o.Path, drvPath, want, ErrBadCommand)
+		}
+		seen[o.Name] = true
+	}
+	for name := range d.Outputs {
+		if !seen[name] {
+			return fmt.Errorf("output %q of %s not reported: %w", name, drvPath, ErrBadCommand)
+		}
+	}
 	return nil
 }
 

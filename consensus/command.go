@@ -78,7 +78,10 @@ type StartBuild struct {
 }
 
 // FinishBuild ends the running attempt of a build on Node. Success needs
-// every output's nar recorded (PutNarInfos first), else ErrOutputsMissing.
+// every output's nar recorded (PutNarInfos first), else ErrOutputsMissing,
+// and, when the build's derivation was submitted with its outputs
+// (SubmitBuilds.Drvs), exactly the outputs it declares, else
+// ErrBadCommand.
 // A failure with retries left requeues the build with Node in FailedNodes.
 // MissingInputs requeues it waiting for those store paths.
 type FinishBuild struct {

@@ -268,3 +268,57 @@ func TestFSM_Apply_Mismatch(t *testing.T) {
 		}
 	})
 }
+
+func TestFSM_Apply_DeclaredOutputs(t *testing.T) {
+	// f.running(1, ...) submits storePath(1, "pkg.drv") declaring
+	// out = storePath(1001, "pkg").
+	nar := func(i int, name string) NarInfo {
+		return NarInfo{StorePath: storePath(i, name), NarHash: "sha256:" + hashOf(i), NarSize: 10}
+	}
+	for name, outs := range map[string][]Output{
+		"undeclared name":   {{Name: "out", Path: storePath(1001, "pkg")}, {Name: "dev", Path: storePath(1003, "pkg-dev")}},
+		"other path":        {{Name: "out", Path: storePath(1003, "pkg-dev")}},
+		"declared missing":  {{Name: "lib", Path: storePath(1003, "pkg-dev")}},
+		"name twice":        {{Name: "out", Path: storePath(1001, "pkg")}, {Name: "out", Path: storePath(1001, "pkg")}},
+		"no outputs at all": nil,
+	} {
+		t.Run(name+" is refused", func(t *testing.T) {
+			f := newTestFSM(t)
+			id := f.running(1, "n1")
+			f.mustApply(&PutNarInfos{Holder: "n1", NarInfos: []NarInfo{nar(1001, "pkg"), nar(1003, "pkg-dev")}}, t0)
+			before := f.dump()
+			for _, cmd := range []Command{
+				&FinishBuild{ID: id, Node: "n1", Success: true, Outputs: outs},
+				&FinishOutputs{NarInfos: PutNarInfos{Holder: "n1", NarInfos: []NarInfo{nar(1005, "new")}},
+					Finish: FinishBuild{ID: id, Node: "n1", Success: true, Outputs: outs}},
+			} {
+				if err, _ := f.apply(cmd, t0).(error); !errors.Is(err, ErrBadCommand) {
+					t.Fatalf("%T: %v", cmd, err)
+				}
+				if !bytes.Equal(before, f.dump()) {
+					t.Fatalf("%T changed the state", cmd)
+				}
+			}
+		})
+	}
+	t.Run("a declared empty path matches any", func(t *testing.T) {
+		f := newTestFSM(t)
+		drv := storePath(3, "ca.drv")
+		res := f.mustApply(&SubmitBuilds{
+			Builds: []Build{{Derivation: drv, System: "s"}},
+			Drvs:   []Drv{{Path: drv, System: "s", Outputs: map[string]string{"out": ""}}},
+		}, t0).(*SubmitResult)
+		id := res.IDs[0]
+		f.mustApply(&AssignBuilds{Assignments: []Assignment{{BuildID: id, Node: "n1"}}}, t0)
+		f.mustApply(&FinishOutputs{NarInfos: PutNarInfos{Holder: "n1", NarInfos: []NarInfo{nar(1009, "ca")}},
+			Finish: FinishBuild{ID: id, Node: "n1", Success: true, Outputs: []Output{{Name: "out", Path: storePath(1009, "ca")}}}}, t0)
+	})
+	t.Run("without a derivation record any outputs do", func(t *testing.T) {
+		f := newTestFSM(t)
+		drv := storePath(4, "old.drv")
+		id := f.mustApply(&SubmitBuilds{Builds: []Build{{Derivation: drv, System: "s"}}}, t0).(*SubmitResult).IDs[0]
+		f.mustApply(&AssignBuilds{Assignments: []Assignment{{BuildID: id, Node: "n1"}}}, t0)
+		f.mustApply(&FinishOutputs{NarInfos: PutNarInfos{Holder: "n1", NarInfos: []NarInfo{nar(1010, "any")}},
+			Finish: FinishBuild{ID: id, Node: "n1", Success: true, Outputs: []Output{{Name: "whatever", Path: storePath(1010, "any")}}}}, t0)
+	})
+}

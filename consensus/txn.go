@@ -234,6 +234,19 @@ func (t *txn) settings() Settings {
 	return s
 }
 
+// getDrv returns a derivation's record, or nil.
+func (t *txn) getDrv(path string) *Drv {
+	data := t.b[bkDrvs].Get([]byte(path))
+	if data == nil {
+		return nil
+	}
+	var d Drv
+	if err := json.Unmarshal(data, &d); err != nil {
+		panic(fmt.Sprintf("consensus: stored derivation %s: %v", path, err))
+	}
+	return &d
+}
+
 // getMismatch returns a store path's mismatch record, or nil.
 func (t *txn) getMismatch(path string) *Mismatch {
 	data := t.b[bkMismatches].Get([]byte(path))
