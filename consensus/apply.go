@@ -13,50 +13,21 @@ import (
 // exec applies one command in t and returns its result, nil, or an error
 // value. The caller rolls the transaction back on an error, so a handler
 // may fail after partial writes and still change nothing.
-func (t *txn) exec(cmd Command, at time.Time, index uint64) any {
-	var (
-		res any
-		err error
-	)
-	switch c := cmd.(type) {
-	case *SubmitBuilds:
-		res, err = t.submitBuilds(c, at, index)
-	case *AssignBuilds:
-		res, err = t.assignBuilds(c)
-	case *StartBuild:
-		err = t.startBuild(c, at)
-	case *FinishBuild:
-		err = t.finishBuild(c, at)
-	case *CancelBuilds:
-		err = t.cancelBuilds(c, at)
-	case *RequeueNode:
-		res, err = t.requeueNode(c, at)
-	case *PutNarInfos:
-		err = t.putNarInfos(c)
-	case *SetNarHolder:
-		err = t.setNarHolder(c)
-	case *PutNode:
-		err = t.putNode(c)
-	case *RemoveNode:
-		err = t.removeNode(c)
-	case *AckEvents:
-		for _, s := range c.Seqs {
-			t.del(bkEvents, u64b(s))
-		}
-	case *SetSettings:
-		t.putJSON(bkMeta, []byte("settings"), c.Settings)
-		t.ch.setting()
-	case *ClearWaiting:
-		err = t.clearWaiting(c)
-	case *FailQueued:
-		res, err = t.failQueued(c, at)
-	case *FinishOutputs:
-		if err = t.putNarInfos(&c.NarInfos); err == nil {
-			err = t.finishBuild(&c.Finish, at)
-		}
-	default:
+func (t *txn) exec(cmd Command, at time.Time, index uint64) (out any) {
+	d := lookup(cmd.Type())
+	if d == nil {
 		panic(fmt.Sprintf("consensus: no handler for command %T", cmd))
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			br, ok := r.(badRecord)
+			if !ok {
+				panic(r)
+			}
+			out = fmt.Errorf("apply %s at index %d: %w", cmd.Type(), index, br.err)
+		}
+	}()
+	res, err := d.apply(t, cmd, applyCtx{at: at, index: index})
 	if err != nil {
 		return err
 	}
@@ -198,6 +169,9 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 		b.WaitingFor = t.stillMissing(c.MissingInputs)
 		t.addEvent(EventBuildMissingInputs, k, at)
 	case c.Success:
+		if err := t.checkDeclared(b.Derivation, c.Outputs); err != nil {
+			return fmt.Errorf("finish build %s: %w", c.ID, err)
+		}
 		outs, err := t.checkOutputs(c.Outputs)
 		if err != nil {
 			return fmt.Errorf("finish build %s: %w", c.ID, err)
@@ -225,6 +199,37 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 		}
 	}
 	t.putBuild(k, &old, b)
+	return nil
+}
+
+// checkDeclared requires outputs to be exactly the outputs the
+// derivation's record declares: each name once, each declared name
+// present, and each path the declared one (a declared empty path, an
+// output whose path is not known before the build, matches any). Without
+// a record, or one that declares no outputs, there is nothing to check.
+func (t *txn) checkDeclared(drvPath string, outs []Output) error {
+	d := t.getDrv(drvPath)
+	if d == nil || len(d.Outputs) == 0 {
+		return nil
+	}
+	seen := make(map[string]bool, len(outs))
+	for _, o := range outs {
+		want, ok := d.Outputs[o.Name]
+		switch {
+		case !ok:
+			return fmt.Errorf("output %q is not one %s declares: %w", o.Name, drvPath, ErrBadCommand)
+		case seen[o.Name]:
+			return fmt.Errorf("output %q twice: %w", o.Name, ErrBadCommand)
+		case want != "" && o.Path != want:
+			return fmt.Errorf("output %q at %s, %s declares %s: %w", o.Name, o.Path, drvPath, want, ErrBadCommand)
+		}
+		seen[o.Name] = true
+	}
+	for name := range d.Outputs {
+		if !seen[name] {
+			return fmt.Errorf("output %q of %s not reported: %w", name, drvPath, ErrBadCommand)
+		}
+	}
 	return nil
 }
 
@@ -323,28 +328,114 @@ func (t *txn) requeueNode(c *RequeueNode, at time.Time) (*RequeueResult, error) 
 	return res, nil
 }
 
-func (t *txn) putNarInfos(c *PutNarInfos) error {
+func (t *txn) putNarInfos(c *PutNarInfos, at time.Time) error {
+	_, _, err := t.recordNars(c, at, nil)
+	return err
+}
+
+// narOrigin is the finishing build whose outputs a PutNarInfos reports.
+type narOrigin struct {
+	derivation string
+	outputs    []Output
+}
+
+// recordNars records the nars of c (upsert by hash part). A nar whose
+// path is recorded with another NarHash does not replace the record: it
+// is added to the path's Mismatch instead. differ holds the store paths
+// reported with another NarHash, created those whose Mismatch is new.
+func (t *txn) recordNars(c *PutNarInfos, at time.Time, from *narOrigin) (differ map[string]bool, created []string, err error) {
 	for _, in := range c.NarInfos {
 		h, err := HashPart(in.StorePath)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if in.NarHash == "" || in.NarSize <= 0 {
-			return fmt.Errorf("nar of %s has no hash or size: %w", in.StorePath, ErrBadCommand)
+			return nil, nil, fmt.Errorf("nar of %s has no hash or size: %w", in.StorePath, ErrBadCommand)
 		}
 		old := t.getNar(h)
+		if old != nil && old.StorePath != in.StorePath {
+			return nil, nil, fmt.Errorf("nar of %s: hash part recorded for %s: %w", in.StorePath, old.StorePath, ErrBadCommand)
+		}
+		reporters := mergeHolders(in.Holders, c.Holder)
+		if old != nil && old.NarHash != in.NarHash {
+			if differ == nil {
+				differ = map[string]bool{}
+			}
+			differ[in.StorePath] = true
+			if t.noteMismatch(old, &in, reporters, at, from, true) {
+				created = append(created, in.StorePath)
+			}
+			continue
+		}
+		if old != nil {
+			t.noteMismatch(old, &in, reporters, at, from, false)
+		}
 		n := in
 		var holders []string
 		if old != nil {
 			holders = old.Holders
 		}
-		n.Holders = mergeHolders(holders, in.Holders, c.Holder)
+		n.Holders = mergeHolders(holders, reporters)
 		t.putNar(h, old, &n)
 		if len(n.Holders) > 0 {
 			t.pathArrived(n.StorePath)
 		}
 	}
-	return nil
+	return differ, created, nil
+}
+
+// noteMismatch adds the report in (by reporters) of old's store path to
+// the path's Mismatch. With create it starts a Mismatch from the record
+// old when there is none; without, it adds only to an existing one. It
+// reports whether it started one.
+func (t *txn) noteMismatch(old, in *NarInfo, reporters []string, at time.Time, from *narOrigin, create bool) bool {
+	m := t.getMismatch(old.StorePath)
+	if m == nil && !create {
+		return false
+	}
+	isNew, changed := m == nil, m == nil
+	if isNew {
+		m = &Mismatch{Path: old.StorePath}
+		for _, node := range orEmpty(old.Holders) {
+			m.add(MismatchResult{Node: node, NarHash: old.NarHash, NarSize: old.NarSize})
+		}
+	}
+	for _, node := range orEmpty(reporters) {
+		changed = m.add(MismatchResult{Node: node, NarHash: in.NarHash, NarSize: in.NarSize, At: at}) || changed
+	}
+	if from != nil && m.Derivation == "" && old.NarHash != in.NarHash {
+		m.Derivation = from.derivation
+		for _, o := range from.outputs {
+			if o.Path == old.StorePath {
+				m.Output = o.Name
+			}
+		}
+		changed = true
+	}
+	if changed {
+		t.putJSON(bkMismatches, []byte(m.Path), m)
+	}
+	return isNew
+}
+
+// add appends r unless the same node already reported the same nar; it
+// reports whether it appended.
+func (m *Mismatch) add(r MismatchResult) bool {
+	for _, x := range m.Results {
+		if x.Node == r.Node && x.NarHash == r.NarHash {
+			return false
+		}
+	}
+	m.Results = append(m.Results, r)
+	return true
+}
+
+// orEmpty is nodes, or one empty name when there are none.
+func orEmpty(nodes []string) []string {
+	if len(nodes) == 0 {
+		return []string{""}
+	}
+	return nodes
 }
 
 func mergeHolders(lists ...any) []string {
@@ -432,6 +523,56 @@ func (t *txn) removeNode(c *RemoveNode) error {
 		n := *old
 		n.Holders = slices.DeleteFunc(slices.Clone(old.Holders), func(h string) bool { return h == c.Name })
 		t.putNar(hash, old, &n)
+	}
+	return nil
+}
+
+func (t *txn) ackEvents(c *AckEvents) error {
+	for _, s := range c.Seqs {
+		t.del(bkEvents, u64b(s))
+	}
+	return nil
+}
+
+func (t *txn) setSettings(c *SetSettings) error {
+	t.putJSON(bkMeta, []byte("settings"), c.Settings)
+	t.ch.setting()
+	return nil
+}
+
+// finishOutputs records the outputs' nars, then finishes the build. An
+// output whose nar differs from the one recorded for its path is kept as
+// a Mismatch (with a build-mismatch event when the Mismatch is new), and
+// the build finishes with the recorded nar: the mesh serves one nar per
+// store path.
+func (t *txn) finishOutputs(c *FinishOutputs, at time.Time) error {
+	var from *narOrigin
+	if b, _, err := t.getBuild(c.Finish.ID); err == nil {
+		from = &narOrigin{derivation: b.Derivation, outputs: c.Finish.Outputs}
+	}
+	differ, created, err := t.recordNars(&c.NarInfos, at, from)
+	if err != nil {
+		return err
+	}
+	fin := &c.Finish
+	if len(differ) > 0 {
+		f := *fin
+		f.Outputs = slices.Clone(fin.Outputs)
+		for i := range f.Outputs {
+			if differ[f.Outputs[i].Path] {
+				f.Outputs[i].NarHash, f.Outputs[i].NarSize = "", 0
+			}
+		}
+		fin = &f
+	}
+	if err := t.finishBuild(fin, at); err != nil {
+		return err
+	}
+	if len(created) > 0 {
+		k, _ := buildKey(fin.ID) // finishBuild found the build
+		for range created {
+			t.addEvent(EventBuildMismatch, k, at)
+		}
 	}
 	return nil
 }

@@ -13,7 +13,8 @@ import (
 // The two commands that carry thousands of items, SubmitBuilds and
 // AssignBuilds, are encoded in a versioned binary form instead: a version
 // byte (cmdPayloadV1), then the fields as in codec.go, and nothing after
-// them. A payload that is neither fails to decode, which stops the replica.
+// them. A payload that is neither fails to decode, and every replica
+// rejects its entry alike (FSM.ApplyBatch).
 const cmdPayloadV1 = 1
 
 // encodePayload appends the payload of cmd to buf.
@@ -155,6 +156,7 @@ const eventRecordV1 = 1
 var eventCodes = []string{
 	EventBuildSubmitted, EventBuildStarted, EventBuildSucceeded,
 	EventBuildFailed, EventBuildCanceled, EventBuildMissingInputs,
+	EventBuildMismatch,
 }
 
 // encodeEvent encodes an event of type typ for build key key at time at.

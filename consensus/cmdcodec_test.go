@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -80,14 +81,16 @@ func TestDecodeCommand(t *testing.T) {
 				t.Fatal("decoded")
 			}
 		})
-		t.Run(name+" stops the replica", func(t *testing.T) {
+		t.Run(name+" is rejected by the replica", func(t *testing.T) {
 			f := newTestFSM(t)
-			defer func() {
-				if recover() == nil {
-					t.Fatal("no panic")
-				}
-			}()
-			f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
+			before := f.dump()
+			res := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
+			if err, _ := res.(error); !errors.Is(err, ErrBadCommand) {
+				t.Fatalf("result %v", res)
+			}
+			if !bytes.Equal(f.dump(), before) || f.RejectedEntries() != 1 {
+				t.Fatalf("state changed or entry not counted (%d)", f.RejectedEntries())
+			}
 		})
 	}
 	t.Run("JSON payloads of earlier versions still apply", func(t *testing.T) {

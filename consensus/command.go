@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -9,26 +10,27 @@ import (
 // CommandType numbers a raft command. The enum is append-only: numbers are
 // never reused or renumbered. A type with SkipIfUnknown set is ignored by a
 // replica that does not know it (rolling upgrades); an unknown type without
-// it stops the replica (panic) rather than letting it diverge.
+// it is rejected by every replica alike (ErrBadCommand, nothing changes).
+// Each type has one row in the registry (registry.go).
 type CommandType byte
 
 // Command types.
 const (
-	CmdSubmitBuilds CommandType = 1
-	CmdAssignBuilds CommandType = 2
-	CmdStartBuild   CommandType = 3
-	CmdFinishBuild  CommandType = 4
-	CmdCancelBuilds CommandType = 5
-	CmdRequeueNode  CommandType = 6
-	CmdPutNarInfos  CommandType = 7
-	CmdSetNarHolder CommandType = 8
-	CmdPutNode      CommandType = 9
-	CmdRemoveNode   CommandType = 10
-	CmdAckEvents    CommandType = 11
-	CmdSetSettings  CommandType = 12
-	CmdClearWaiting CommandType = 13
-	CmdFinishOutput CommandType = 14
-	CmdFailQueued   CommandType = 15
+	CmdSubmitBuilds  CommandType = 1
+	CmdAssignBuilds  CommandType = 2
+	CmdStartBuild    CommandType = 3
+	CmdFinishBuild   CommandType = 4
+	CmdCancelBuilds  CommandType = 5
+	CmdRequeueNode   CommandType = 6
+	CmdPutNarInfos   CommandType = 7
+	CmdSetNarHolder  CommandType = 8
+	CmdPutNode       CommandType = 9
+	CmdRemoveNode    CommandType = 10
+	CmdAckEvents     CommandType = 11
+	CmdSetSettings   CommandType = 12
+	CmdClearWaiting  CommandType = 13
+	CmdFinishOutputs CommandType = 14
+	CmdFailQueued    CommandType = 15
 
 	// SkipIfUnknown is or-ed into a type that older replicas may ignore.
 	SkipIfUnknown CommandType = 0x80
@@ -76,7 +78,10 @@ type StartBuild struct {
 }
 
 // FinishBuild ends the running attempt of a build on Node. Success needs
-// every output's nar recorded (PutNarInfos first), else ErrOutputsMissing.
+// every output's nar recorded (PutNarInfos first), else ErrOutputsMissing,
+// and, when the build's derivation was submitted with its outputs
+// (SubmitBuilds.Drvs), exactly the outputs it declares, else
+// ErrBadCommand.
 // A failure with retries left requeues the build with Node in FailedNodes.
 // MissingInputs requeues it waiting for those store paths.
 type FinishBuild struct {
@@ -105,8 +110,13 @@ type RequeueResult struct {
 	IDs []string
 }
 
-// PutNarInfos records nars (upsert by hash part) held by Holder, and clears
-// those store paths from every build waiting for them.
+// PutNarInfos records nars (by hash part) held by Holder, and clears
+// those store paths from every build waiting for them. A nar reported
+// with the NarHash already recorded adds its holders; one with another
+// NarHash leaves the record and its holders alone and is kept in the
+// path's Mismatch (FSM.Mismatch) instead, while the command's other nars
+// still apply. A hash part recorded under another store path is
+// ErrBadCommand.
 type PutNarInfos struct {
 	NarInfos []NarInfo `json:"narinfos"`
 	Holder   string    `json:"holder,omitempty"`
@@ -142,7 +152,10 @@ type SetSettings struct {
 // FinishOutputs records a succeeded build's output nars (as PutNarInfos)
 // and its result (as FinishBuild) in one entry: one commit on the path
 // from a built derivation to the dependents it frees. Either both apply
-// or, when the finish is refused, neither.
+// or, when the finish is refused, neither. An output whose nar differs
+// from the one recorded for its path starts or joins that path's
+// Mismatch (a new one queues a build-mismatch event for the build), and
+// the build succeeds with the recorded nar.
 type FinishOutputs struct {
 	NarInfos PutNarInfos `json:"narinfos"`
 	Finish   FinishBuild `json:"finish"`
@@ -175,45 +188,8 @@ func (RemoveNode) Type() CommandType    { return CmdRemoveNode }
 func (AckEvents) Type() CommandType     { return CmdAckEvents }
 func (SetSettings) Type() CommandType   { return CmdSetSettings }
 func (ClearWaiting) Type() CommandType  { return CmdClearWaiting }
-func (FinishOutputs) Type() CommandType { return CmdFinishOutput }
+func (FinishOutputs) Type() CommandType { return CmdFinishOutputs }
 func (FailQueued) Type() CommandType    { return CmdFailQueued }
-
-// newCommand returns an empty command of a known type, or nil.
-func newCommand(t CommandType) Command {
-	switch t {
-	case CmdSubmitBuilds:
-		return &SubmitBuilds{}
-	case CmdAssignBuilds:
-		return &AssignBuilds{}
-	case CmdStartBuild:
-		return &StartBuild{}
-	case CmdFinishBuild:
-		return &FinishBuild{}
-	case CmdCancelBuilds:
-		return &CancelBuilds{}
-	case CmdRequeueNode:
-		return &RequeueNode{}
-	case CmdPutNarInfos:
-		return &PutNarInfos{}
-	case CmdSetNarHolder:
-		return &SetNarHolder{}
-	case CmdPutNode:
-		return &PutNode{}
-	case CmdRemoveNode:
-		return &RemoveNode{}
-	case CmdAckEvents:
-		return &AckEvents{}
-	case CmdSetSettings:
-		return &SetSettings{}
-	case CmdClearWaiting:
-		return &ClearWaiting{}
-	case CmdFinishOutput:
-		return &FinishOutputs{}
-	case CmdFailQueued:
-		return &FailQueued{}
-	}
-	return nil
-}
 
 // EncodeCommand encodes a command stamped with time at (the leader's clock):
 // [type byte][8-byte big-endian unix nanoseconds][payload]. The payload is
@@ -231,7 +207,8 @@ func EncodeCommand(cmd Command, at time.Time) ([]byte, error) {
 }
 
 // decodeCommand decodes an entry. It returns (nil, at, nil) for an unknown
-// type marked SkipIfUnknown and an error for anything undecodable.
+// type marked SkipIfUnknown and an error wrapping ErrBadCommand for
+// anything undecodable.
 func decodeCommand(data []byte) (Command, time.Time, error) {
 	if len(data) < 9 {
 		return nil, time.Time{}, fmt.Errorf("command entry of %d bytes: %w", len(data), ErrBadCommand)
@@ -246,7 +223,10 @@ func decodeCommand(data []byte) (Command, time.Time, error) {
 		return nil, at, fmt.Errorf("unknown command type %d: %w", t, ErrBadCommand)
 	}
 	if err := decodePayload(data[9:], cmd); err != nil {
-		return nil, at, fmt.Errorf("decode command %d: %w", t, err)
+		if !errors.Is(err, ErrBadCommand) {
+			err = fmt.Errorf("%w: %w", ErrBadCommand, err)
+		}
+		return nil, at, fmt.Errorf("decode command %s: %w", t, err)
 	}
 	return cmd, at, nil
 }

@@ -10,7 +10,7 @@
 // skipped by replicas that do not know it. Reads (GetBuild, ListBuilds, ...)
 // are local bbolt read transactions and never go through raft.
 //
-// Raft wraps hashicorp/raft with tuned LAN timings and a mutual-TLS stream
-// layer (NewTLSStreamLayer). See DESIGN.md for the data flow and the
-// measured sizes.
+// Raft wraps hashicorp/raft with tuned LAN timings over a stream layer the
+// caller supplies (the node's mutual-TLS cluster port). See DESIGN.md for
+// the data flow and the measured sizes.
 package consensus

@@ -14,7 +14,9 @@ var (
 	// ErrNotFound: the build, derivation, nar, node or event does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrBadCommand: the command's content is invalid (missing id, unknown
-	// state, malformed store path, duplicate id, ...).
+	// state, malformed store path, duplicate id, outputs its derivation
+	// does not declare, a key too large to store, ...), or its log entry
+	// does not decode (unknown type, malformed payload).
 	ErrBadCommand = errors.New("bad command")
 	// ErrBadTransition: the build is not in a state that allows the change
 	// (cancel of a finished build, a finish from a node that does not run it).

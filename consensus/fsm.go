@@ -29,6 +29,7 @@ var buckets = [][]byte{
 	[]byte("events"),     // seq (8 bytes) → Event JSON
 	[]byte("meta"),       // settings, event_seq, count/<state>, applied
 	[]byte("idx_file"),   // nar file hash (nix32) → hash part
+	[]byte("mismatches"), // store path → Mismatch JSON
 }
 
 const (
@@ -44,6 +45,7 @@ const (
 	bkEvents
 	bkMeta
 	bkByFile
+	bkMismatches
 )
 
 // metaApplied is the meta key of the last applied raft index, so a state
@@ -74,6 +76,8 @@ type FSM struct {
 	feedMu  sync.Mutex
 	feeds   map[*ChangeFeed]struct{}
 	watched atomic.Int32
+
+	rejected atomic.Uint64 // entries refused as undecodable (RejectedEntries)
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -141,6 +145,11 @@ func (f *FSM) Close() error {
 	return nil
 }
 
+// RejectedEntries is the number of log entries this replica refused as
+// undecodable since it started (see ApplyBatch); every replica counts the
+// same entries. A metric for the node to expose.
+func (f *FSM) RejectedEntries() uint64 { return f.rejected.Load() }
+
 // AppliedIndex is the index of the last raft log entry applied.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
@@ -185,18 +194,30 @@ type decoded struct {
 // ApplyBatch applies committed entries in one bbolt transaction. Each
 // response is a command result or an error value. A command that fails
 // must change nothing, so when one fails the batch is rolled back and
-// replayed with one transaction per command. An undecodable entry panics:
-// a replica that cannot apply the log must stop, not diverge.
+// replayed with one transaction per command.
+//
+// An entry that does not decode (an unknown type without SkipIfUnknown,
+// a malformed payload) is rejected the same way: its response is an
+// error wrapping ErrBadCommand, it changes nothing, and it is logged and
+// counted (RejectedEntries). Every replica decodes the same bytes the
+// same way, so all of them reject it and none diverges; stopping instead
+// would let one bad entry, written by a buggy or hostile member, stop the
+// whole mesh at the same index after every restart.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	resp := make([]any, len(logs))
 	cmds := make([]decoded, len(logs))
+	rejected := false
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
 		}
 		cmd, at, err := decodeCommand(l.Data)
 		if err != nil {
-			panic(fmt.Sprintf("consensus: apply log %d: %v", l.Index, err))
+			f.rejected.Add(1)
+			f.logger.Error("rejecting undecodable raft entry", "index", l.Index, "term", l.Term, "bytes", len(l.Data), "err", err)
+			resp[i] = fmt.Errorf("apply log %d: %w", l.Index, err)
+			rejected = true
+			continue
 		}
 		if cmd == nil {
 			f.logger.Warn("skipping unknown command", "type", l.Data[0], "index", l.Index)
@@ -221,9 +242,12 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			}
 		}
 		t.flush()
-		// Recorded with successful batches only: a rejected command changes
-		// nothing, so the restored index may trail by such entries.
-		t.put(bkMeta, metaApplied, binary.BigEndian.AppendUint64(nil, logs[len(logs)-1].Index))
+		// Recorded with successful batches only: a rejected command or
+		// entry changes nothing, so the restored index may trail by such
+		// entries.
+		if !rejected {
+			t.put(bkMeta, metaApplied, binary.BigEndian.AppendUint64(nil, logs[len(logs)-1].Index))
+		}
 		return true
 	})
 	if !failed {

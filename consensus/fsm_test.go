@@ -477,14 +477,12 @@ func TestFSM_ApplyBatch(t *testing.T) {
 			t.Fatalf("resp = %v", resp)
 		}
 	})
-	t.Run("unknown command without skip bit panics", func(t *testing.T) {
+	t.Run("unknown command without skip bit is rejected", func(t *testing.T) {
 		f := newTestFSM(t)
-		defer func() {
-			if recover() == nil {
-				t.Fatal("no panic")
-			}
-		}()
-		f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: append([]byte{100}, make([]byte, 8)...)})
+		res := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: append([]byte{100}, make([]byte, 8)...)})
+		if err, _ := res.(error); !errors.Is(err, ErrBadCommand) {
+			t.Fatalf("resp = %v", res)
+		}
 	})
 	t.Run("subscribers are signalled", func(t *testing.T) {
 		f := newTestFSM(t)

@@ -28,6 +28,44 @@ const (
 	defaultApplyTimeout       = 10 * time.Second
 )
 
+// Timings are raft's four timeouts, before Config.Scale.
+type Timings struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+}
+
+// DefaultTimings are the LAN defaults that New fills in for zero fields.
+func DefaultTimings() Timings {
+	return Timings{
+		HeartbeatTimeout:   DefaultHeartbeatTimeout,
+		ElectionTimeout:    DefaultElectionTimeout,
+		LeaderLeaseTimeout: DefaultLeaderLeaseTimeout,
+		CommitTimeout:      DefaultCommitTimeout,
+	}
+}
+
+// TestTimings cut the timeouts to tens of milliseconds, with room for
+// -race on two busy cores, so a mesh on 127.0.0.1 elects and fails over
+// within a test. They are too tight for real networks.
+func TestTimings() Timings {
+	return Timings{
+		HeartbeatTimeout:   100 * time.Millisecond,
+		ElectionTimeout:    100 * time.Millisecond,
+		LeaderLeaseTimeout: 50 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+	}
+}
+
+// SetTimings sets the four timeouts of c.
+func (c *Config) SetTimings(t Timings) {
+	c.HeartbeatTimeout = t.HeartbeatTimeout
+	c.ElectionTimeout = t.ElectionTimeout
+	c.LeaderLeaseTimeout = t.LeaderLeaseTimeout
+	c.CommitTimeout = t.CommitTimeout
+}
+
 // Config configures a Raft node.
 type Config struct {
 	NodeID  string // raft server id (the node name)
@@ -36,7 +74,8 @@ type Config struct {
 	// plain TCP listener is opened on it ("127.0.0.1:0" picks a port; see
 	// Raft.Addr).
 	Advertise string
-	// Layer carries raft traffic; node supplies NewTLSStreamLayer.
+	// Layer carries raft traffic (the node supplies its own, over its
+	// mutual-TLS cluster port); nil means plain TCP on Advertise.
 	Layer raft.StreamLayer
 	// Bootstrap makes this node the single voter of a new cluster when its
 	// data dir holds no raft state; it is ignored otherwise.
@@ -542,4 +581,18 @@ func (r *Raft) Snapshot() error {
 		return err
 	}
 	return r.wrap(ra, "snapshot", ra.Snapshot().Error())
+}
+
+// tcpStreamLayer is the plain TCP layer used when Config.Layer is nil.
+type tcpStreamLayer struct {
+	ln        net.Listener
+	advertise net.Addr
+}
+
+func (l *tcpStreamLayer) Accept() (net.Conn, error) { return l.ln.Accept() }
+func (l *tcpStreamLayer) Close() error              { return l.ln.Close() }
+func (l *tcpStreamLayer) Addr() net.Addr            { return l.advertise }
+
+func (l *tcpStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(addr), timeout)
 }

@@ -23,12 +23,12 @@ type tWriter struct{ t testing.TB }
 func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
 func testConfig(t testing.TB, id, dir, addr string, bootstrap bool) Config {
-	return Config{
+	cfg := Config{
 		NodeID: id, DataDir: dir, Advertise: addr, Bootstrap: bootstrap,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		LeaderLeaseTimeout: 50 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})),
 	}
+	cfg.SetTimings(TestTimings())
+	return cfg
 }
 
 func startNode(t testing.TB, cfg Config) *Raft {

@@ -158,6 +158,36 @@ func (f *FSM) Drv(path string) (*Drv, error) {
 	return d, err
 }
 
+// Mismatch returns the mismatch record of a store path, or ErrNotFound
+// when every report of the path agreed.
+func (f *FSM) Mismatch(path string) (*Mismatch, error) {
+	var m *Mismatch
+	err := f.view(func(tx *bolt.Tx) error {
+		m = newTxn(tx).getMismatch(path)
+		if m == nil {
+			return fmt.Errorf("mismatch of %s: %w", path, ErrNotFound)
+		}
+		return nil
+	})
+	return m, err
+}
+
+// Mismatches returns every mismatch record, by store path.
+func (f *FSM) Mismatches() ([]Mismatch, error) {
+	var out []Mismatch
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(buckets[bkMismatches]).ForEach(func(k, v []byte) error {
+			var m Mismatch
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("decode mismatch %s: %w", k, err)
+			}
+			out = append(out, m)
+			return nil
+		})
+	})
+	return out, err
+}
+
 // NarInfoByHash returns the nar record of a store path hash part, or
 // ErrNotFound.
 func (f *FSM) NarInfoByHash(hash string) (*NarInfo, error) {

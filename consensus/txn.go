@@ -3,12 +3,14 @@ package consensus
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // txn is one write (or read) transaction over the state buckets; it keeps
@@ -16,7 +18,7 @@ import (
 // primary records.
 type txn struct {
 	tx *bolt.Tx
-	b  [bkByFile + 1]*bolt.Bucket
+	b  [bkMismatches + 1]*bolt.Bucket
 
 	// Counters kept in memory during a write transaction and written to
 	// meta by flush: per-state count changes and the event sequence.
@@ -107,8 +109,18 @@ func join(parts ...[]byte) []byte {
 	return bytes.Join(parts, []byte{0})
 }
 
+// badRecord is what put panics with when bbolt refuses a key or value
+// for its size or emptiness, which command content decides (a 40 KB node
+// name, an empty tag): exec recovers it into an ErrBadCommand error value.
+// bbolt checks these before it changes anything.
+type badRecord struct{ err error }
+
 func (t *txn) put(bk int, k, v []byte) {
 	if err := t.b[bk].Put(k, v); err != nil {
+		if errors.Is(err, bolterrors.ErrKeyRequired) || errors.Is(err, bolterrors.ErrKeyTooLarge) ||
+			errors.Is(err, bolterrors.ErrValueTooLarge) {
+			panic(badRecord{fmt.Errorf("%s record of %d-byte key, %d-byte value: %w (%w)", buckets[bk], len(k), len(v), ErrBadCommand, err)})
+		}
 		panic(fmt.Sprintf("consensus: put %s: %v", buckets[bk], err))
 	}
 }
@@ -220,6 +232,32 @@ func (t *txn) settings() Settings {
 		}
 	}
 	return s
+}
+
+// getDrv returns a derivation's record, or nil.
+func (t *txn) getDrv(path string) *Drv {
+	data := t.b[bkDrvs].Get([]byte(path))
+	if data == nil {
+		return nil
+	}
+	var d Drv
+	if err := json.Unmarshal(data, &d); err != nil {
+		panic(fmt.Sprintf("consensus: stored derivation %s: %v", path, err))
+	}
+	return &d
+}
+
+// getMismatch returns a store path's mismatch record, or nil.
+func (t *txn) getMismatch(path string) *Mismatch {
+	data := t.b[bkMismatches].Get([]byte(path))
+	if data == nil {
+		return nil
+	}
+	var m Mismatch
+	if err := json.Unmarshal(data, &m); err != nil {
+		panic(fmt.Sprintf("consensus: stored mismatch %s: %v", path, err))
+	}
+	return &m
 }
 
 func (t *txn) getNar(hash string) *NarInfo {

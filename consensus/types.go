@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/drvmesh/drvmesh/store"
 )
 
 // Build states.
@@ -39,6 +41,9 @@ const (
 	EventBuildFailed        = "build-failed"
 	EventBuildCanceled      = "build-canceled"
 	EventBuildMissingInputs = "build-missing-inputs"
+	// EventBuildMismatch: a build's output nar differs from the one the
+	// mesh had recorded for that store path; once per Mismatch record.
+	EventBuildMismatch = "build-mismatch"
 )
 
 // Build is one requested build of a derivation. Its JSON form is the build
@@ -105,6 +110,30 @@ type NarInfo struct {
 	Sigs       []string  `json:"sigs,omitempty"`
 	Files      []NarFile `json:"files,omitempty"`
 	Holders    []string  `json:"holders,omitempty"` // node names, sorted
+}
+
+// Mismatch lists the different nars reported for one store path. The
+// nar record of the path keeps the first one (and its holders); a report
+// with another NarHash never replaces it and is kept here instead. Once a
+// path has a Mismatch, every later report of it, agreeing or not, is
+// added, so the record shows who produced what.
+type Mismatch struct {
+	Path string `json:"path"`
+	// Derivation and Output name the build that reported a different
+	// nar, when a finishing build did (FinishOutputs).
+	Derivation string           `json:"derivation,omitempty"`
+	Output     string           `json:"output,omitempty"`
+	Results    []MismatchResult `json:"results"`
+}
+
+// MismatchResult is one node's nar of a mismatched path.
+type MismatchResult struct {
+	Node    string `json:"node"` // empty when the report named no holder
+	NarHash string `json:"nar_hash"`
+	NarSize int64  `json:"nar_size,omitempty"`
+	// At is when the mesh recorded the report; zero for the nar the
+	// path's record held when the mismatch began.
+	At time.Time `json:"at,omitzero"`
 }
 
 // NarFile is one stored (compressed) form of a nar.
@@ -179,13 +208,15 @@ func BuildIDTime(id string) (time.Time, error) {
 }
 
 // HashPart returns the 32-character hash part of a store path
-// (/nix/store/<hash>-<name>), or of a bare <hash>-<name> basename.
+// (/nix/store/<hash>-<name>), or of a bare <hash>-<name> basename: the key
+// of nar records. It is store.HashPart that also rejects an empty name,
+// with an error wrapping ErrBadCommand.
 func HashPart(storePath string) (string, error) {
-	base := storePath[strings.LastIndexByte(storePath, '/')+1:]
-	if len(base) < 34 || base[32] != '-' {
+	h := store.HashPart(storePath)
+	if h == "" || strings.HasSuffix(storePath, "/"+h+"-") || storePath == h+"-" {
 		return "", fmt.Errorf("store path %q: %w", storePath, ErrBadCommand)
 	}
-	return base[:32], nil
+	return h, nil
 }
 
 func validState(s string) bool {
