@@ -52,8 +52,7 @@ if [ "${1:-}" = "-d" ]; then
 	dir=$2
 	shift 2
 fi
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
+dir=$(realpath -m -- "$dir")
 
 # Names. Namespace names are global, so they carry a prefix derived from
 # the state dir's path: two testbeds with different dirs never collide,
@@ -116,11 +115,22 @@ in_ns() { # NS CMD...
 
 client_curl() { in_ns "$prefix-client" curl -fsS --max-time "${CURL_TIMEOUT:-2}" "$@"; }
 
+# alive PID: the process exists and is not a zombie (hosts are children
+# of init, which may be slow to reap them, or never, in a container).
+alive() {
+	local st
+	st=$(proc_state "$1")
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+# proc_state PID: its state letter (R, S, T for stopped, Z...), or nothing.
+proc_state() { sed -n 's/.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || true; }
+
 host_pid() { # H: the pid of H's process if it is alive
 	local f="$dir/$1/pid" p
 	[ -s "$f" ] || return 1
 	p=$(cat "$f")
-	kill -0 "$p" 2>/dev/null || return 1
+	alive "$p" || return 1
 	# A recycled pid belongs to another process: check it is in H's namespace.
 	[ "$(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null)" = "$(stat -L -c %i "/run/netns/$(ns_of "$1")" 2>/dev/null)" ] || return 1
 	echo "$p"
@@ -153,7 +163,7 @@ cmd_up() {
 		. scripts/deps.sh
 		install_missing
 	}
-	: >"$dir/.up" # marks a testbed being created, for down --all
+	mkdir -p "$dir"
 	{
 		printf 'builder=%q\nscale=%q\ndisk=%q\n' "$builder" "$scale" "$disk"
 		printf 'flags=('
@@ -188,7 +198,6 @@ cmd_up() {
 		start_host "$h"
 	done
 	wait_until 60 "all $n hosts to be raft members" members_are "$n"
-	rm -f "$dir/.up"
 	say "up: $n hosts; admin token in $dir/h1/data/admin-token"
 	cmd_status
 }
@@ -304,10 +313,15 @@ cmd_down() {
 	need_root
 	if [ "${1:-}" = "--all" ]; then
 		local p
+		local p d
 		for p in $( (ip netns list | awk '{print $1}'; awk '{print $1}' /proc/self/mounts) |
 			sed -n 's/^\(dmtb-[0-9a-f]\{8\}\)-.*/\1/p' | sort -u); do
-			say "removing testbed $p"
-			teardown "$p" ""
+			# A testbed's dir is where its hosts' tmpfs data dirs hang.
+			d=$(awk -v p="$p-" 'index($1, p) == 1 {print $2; exit}' /proc/self/mounts)
+			d=$(printf '%b' "${d%/h*/data}")
+			[ "dmtb-$(printf %s "$d" | sha256sum | cut -c1-8)" = "$p" ] || d=""
+			say "removing testbed $p${d:+ in $d}"
+			teardown "$p" "$d"
 		done
 		rm -rf "$dir"
 		return
@@ -323,7 +337,7 @@ cmd_kill() {
 	kill -CONT "$pid" 2>/dev/null || true
 	kill "-$sig" "$pid"
 	local limit=$(($(date +%s) + 40))
-	while kill -0 "$pid" 2>/dev/null; do
+	while alive "$pid"; do
 		[ "$(date +%s)" -lt "$limit" ] || die "$h (pid $pid) did not exit after SIG$sig"
 		sleep 0.05
 	done
@@ -447,7 +461,7 @@ cmd_status() {
 		state=dead pid=-
 		if pid=$(host_pid "$h"); then
 			state=running
-			[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = T ] && state=paused
+			[ "$(proc_state "$pid")" = T ] && state=paused
 		else
 			pid=-
 		fi
