@@ -2,13 +2,9 @@
 
 package testbed
 
-import (
-	"context"
-	"fmt"
-	"net"
-)
+import "fmt"
 
-// dialIn needs Linux network namespaces.
-func dialIn(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
-	return nil, fmt.Errorf("dial in %s: %w", nsPath, ErrUnsupported)
+// inNamespace needs Linux network namespaces.
+func inNamespace(nsPath string, fn func() error) error {
+	return fmt.Errorf("enter %s: %w", nsPath, ErrUnsupported)
 }

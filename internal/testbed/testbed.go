@@ -25,6 +25,8 @@ import (
 var (
 	// ErrUnsupported: the testbed needs Linux network namespaces.
 	ErrUnsupported = errors.New("network namespaces are not supported here")
+	// ErrNoMember: the name is no host, client or bridge of the testbed.
+	ErrNoMember = errors.New("no such member of the testbed")
 	// ErrStatus: a host answered with a status other than 2xx.
 	ErrStatus = errors.New("unexpected HTTP status")
 )
@@ -56,6 +58,7 @@ type Testbed struct {
 	hosts   []string
 	ns      map[string]string // member (host or "client") → namespace name
 	addr    map[string]string // host → IP:port
+	ip      map[string]string // host or client → IP
 	timeout time.Duration
 	client  *http.Client
 }
@@ -123,7 +126,7 @@ func New(t testing.TB, cfg Config) *Testbed {
 	}
 	tb := &Testbed{
 		t: t, path: filepath.Join(root, "scripts", "testbed.sh"), dir: dir,
-		ns: map[string]string{}, addr: map[string]string{}, timeout: cfg.RequestTimeout,
+		ns: map[string]string{}, addr: map[string]string{}, ip: map[string]string{}, timeout: cfg.RequestTimeout,
 	}
 	t.Cleanup(tb.cleanup)
 
@@ -149,19 +152,25 @@ func New(t testing.TB, cfg Config) *Testbed {
 	for i := 1; i <= cfg.Hosts; i++ {
 		tb.hosts = append(tb.hosts, "h"+strconv.Itoa(i))
 	}
-	for _, m := range append([]string{"client"}, tb.hosts...) {
+	for _, m := range append([]string{"br", "client"}, tb.hosts...) {
 		ns, err := tb.Script("ns", m)
 		if err != nil {
 			t.Fatalf("name namespace of %s: %v", m, err)
 		}
 		tb.ns[m] = strings.TrimSpace(ns)
-	}
-	for _, h := range tb.hosts {
-		a, err := tb.Script("addr", h)
-		if err != nil {
-			t.Fatalf("address of %s: %v", h, err)
+		if m == "br" {
+			continue
 		}
-		tb.addr[h] = strings.TrimSpace(a)
+		a, err := tb.Script("addr", m)
+		if err != nil {
+			t.Fatalf("address of %s: %v", m, err)
+		}
+		a = strings.TrimSpace(a)
+		tb.ip[m] = a
+		if m != "client" {
+			tb.addr[m] = a
+			tb.ip[m], _, _ = net.SplitHostPort(a)
+		}
 	}
 	tb.client = tb.HTTPFrom("client")
 	return tb
@@ -303,20 +312,46 @@ func (tb *Testbed) HTTP() *http.Client { return tb.client }
 // fault on an old one.
 func (tb *Testbed) HTTPFrom(m string) *http.Client {
 	ns, ok := tb.ns[m]
-	if !ok {
-		tb.t.Fatalf("no member %q in the testbed", m)
+	if !ok || m == "br" {
+		tb.t.Fatalf("HTTP from %q: %v", m, ErrNoMember)
 	}
 	path := "/run/netns/" + ns
 	return &http.Client{
 		Timeout: tb.timeout,
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return dialIn(ctx, path, network, addr)
+				var conn net.Conn
+				err := inNamespace(path, func() error {
+					var d net.Dialer
+					var err error
+					conn, err = d.DialContext(ctx, network, addr)
+					return err
+				})
+				if err != nil && conn != nil {
+					conn.Close()
+					conn = nil
+				}
+				return conn, err
 			},
 			DisableKeepAlives: true,
 		},
 	}
 }
+
+// In runs fn on a thread inside member m's network namespace (a host,
+// "client" or "br"): sockets fn opens, listening or dialling, belong to
+// that namespace for their whole life. fn must not start goroutines that
+// open sockets, for they run outside.
+func (tb *Testbed) In(m string, fn func() error) error {
+	ns, ok := tb.ns[m]
+	if !ok {
+		return fmt.Errorf("enter %s: %w", m, ErrNoMember)
+	}
+	return inNamespace("/run/netns/"+ns, fn)
+}
+
+// IP is member m's address on the testbed's subnet (a host or "client").
+func (tb *Testbed) IP(m string) string { return tb.ip[m] }
 
 // Status asks host h for its raft view, from the client namespace.
 func (tb *Testbed) Status(h string) (Status, error) {

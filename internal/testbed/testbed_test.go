@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +32,21 @@ func TestTestbed_Faults(t *testing.T) {
 	token := tb.AdminToken()
 	var written []string
 
+	t.Run("one-way cut drops one direction only", func(t *testing.T) {
+		in1, in2 := listenUDP(t, tb, "h1"), listenUDP(t, tb, "h2")
+		tb.CutOneWay("h2", "h1")
+		if got := sendUDP(t, tb, "h2", in1); got {
+			t.Fatal("a packet from h2 reached h1 across the one-way cut")
+		}
+		if got := sendUDP(t, tb, "h1", in2); !got {
+			t.Fatal("a packet from h1 did not reach h2: the one-way cut h2→h1 cut both ways")
+		}
+		tb.Heal()
+		if got := sendUDP(t, tb, "h2", in1); !got {
+			t.Fatal("a packet from h2 did not reach h1 after heal")
+		}
+	})
+
 	t.Run("partition the leader", func(t *testing.T) {
 		old := leaderOf(t, tb, "h1")
 		rest := without(all, old)
@@ -46,6 +62,13 @@ func TestTestbed_Faults(t *testing.T) {
 		}
 		if _, err := getStatus(tb, rest[0], rest[1]); err != nil {
 			t.Fatalf("%s cannot reach %s on its own side: %v", rest[0], rest[1], err)
+		}
+		// Both directions: datagrams, which need no answer, are dropped each way.
+		if sendUDP(t, tb, old, listenUDP(t, tb, rest[0])) {
+			t.Fatalf("a packet from %s reached %s across the cut", old, rest[0])
+		}
+		if sendUDP(t, tb, rest[1], listenUDP(t, tb, old)) {
+			t.Fatalf("a packet from %s reached %s across the cut", rest[1], old)
 		}
 
 		var leader string
@@ -227,6 +250,56 @@ func write(tb *testbed.Testbed, h, token string) (string, error) {
 		return "", fmt.Errorf("put %s: status %d: %s", path, resp.StatusCode, e.Error)
 	}
 	return path, nil
+}
+
+// listenUDP opens a UDP socket on member m's address, inside its
+// namespace, and closes it when the test ends.
+func listenUDP(t *testing.T, tb *testbed.Testbed, m string) *net.UDPConn {
+	t.Helper()
+	var conn *net.UDPConn
+	err := tb.In(m, func() error {
+		var err error
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(tb.IP(m))})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen on %s: %v", m, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// sendUDP sends a few datagrams from member m's namespace to to and
+// reports whether one arrived within half a second.
+func sendUDP(t *testing.T, tb *testbed.Testbed, m string, to *net.UDPConn) bool {
+	t.Helper()
+	var out *net.UDPConn
+	err := tb.In(m, func() error {
+		var err error
+		out, err = net.DialUDP("udp4", nil, to.LocalAddr().(*net.UDPAddr))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("dial from %s: %v", m, err)
+	}
+	defer out.Close()
+	msg := []byte("from " + m + " " + strconv.FormatInt(time.Now().UnixNano(), 10))
+	for range 3 {
+		if _, err := out.Write(msg); err != nil {
+			t.Fatalf("send from %s: %v", m, err)
+		}
+	}
+	buf := make([]byte, 128)
+	to.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	for {
+		n, err := to.Read(buf)
+		if err != nil {
+			return false
+		}
+		if bytes.Equal(buf[:n], msg) {
+			return true
+		}
+	}
 }
 
 func without(hosts []string, h string) []string {
