@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,23 @@ func TestTestbed_Faults(t *testing.T) {
 	waitConverged(t, tb, all, nil)
 	token := tb.AdminToken()
 	var written []string
+
+	t.Run("nothing routes off the machine", func(t *testing.T) {
+		ip := tb.IP("client")
+		subnet := ip[:strings.LastIndexByte(ip, '.')] + ".0/24 dev eth0 "
+		for _, m := range append([]string{"br", "client"}, all...) {
+			out, err := tb.Script("exec", m, "ip", "-4", "route", "show", "table", "all")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				if line == "" || strings.Contains(line, "table local") || strings.HasPrefix(line, subnet) {
+					continue
+				}
+				t.Errorf("%s has a route off the testbed's subnet: %s", m, line)
+			}
+		}
+	})
 
 	t.Run("one-way cut drops one direction only", func(t *testing.T) {
 		in1, in2 := listenUDP(t, tb, "h1"), listenUDP(t, tb, "h2")
