@@ -400,8 +400,9 @@ cmd_cut_oneway() {
 }
 
 # netem applies the qdisc on H's eth0 (what H sends) and on H's bridge port
-# (what H receives). Kernels without sch_netem get packet loss emulated by
-# nft instead; delay and the rest need netem.
+# (what H receives). On a kernel without sch_netem, "loss P%" and "rate R"
+# are emulated instead (nft drops a random share, tbf shapes); delay and
+# the rest need netem.
 cmd_netem() {
 	[ $# -eq 2 ] || die "netem H 'SPEC' (e.g. 'delay 100ms loss 5%')"
 	local h=$1 spec=$2 ns
@@ -413,18 +414,42 @@ cmd_netem() {
 		tc -n "$prefix-br" qdisc replace dev "$h" root netem $spec
 		return
 	fi
-	if grep -q 'unknown' "$dir/.tc-err" && [[ $spec =~ ^loss\ +([0-9]+(\.[0-9]+)?)%?$ ]]; then
-		local permille
-		permille=$(awk -v p="${BASH_REMATCH[1]}" 'BEGIN { printf "%d", p * 10 }')
-		ensure_table
-		nft_br add rule bridge testbed faults ip saddr "$(ip_of "$h")" numgen random mod 1000 lt "$permille" drop comment "\"loss $h out\""
-		nft_br add rule bridge testbed faults ip daddr "$(ip_of "$h")" numgen random mod 1000 lt "$permille" drop comment "\"loss $h in\""
-		say "this kernel has no sch_netem: ${BASH_REMATCH[1]}% loss each way emulated with nft"
-		return
+	if ! grep -q 'unknown' "$dir/.tc-err"; then
+		cat "$dir/.tc-err" >&2
+		die "netem $h: tc failed"
 	fi
-	cat "$dir/.tc-err" >&2
-	grep -q 'unknown' "$dir/.tc-err" && die "this kernel has no sch_netem; only 'loss P%' can be emulated"
-	die "netem $h: tc failed"
+	emulate_netem "$h" "$spec"
+}
+
+emulate_netem() { # H SPEC
+	local h=$1 loss="" rate=""
+	set -- $2
+	while [ $# -gt 0 ]; do
+		case $1 in
+		loss) [[ ${2:-} =~ ^([0-9]+(\.[0-9]+)?)%?$ ]] || die "netem: loss P%"; loss=${BASH_REMATCH[1]}; shift 2 ;;
+		rate) [ -n "${2:-}" ] || die "netem: rate RATE"; rate=$2; shift 2 ;;
+		*) die "this kernel has no sch_netem (tc netem: unknown qdisc); only 'loss P%' and 'rate R' can be emulated, not '$1'" ;;
+		esac
+	done
+	if [ -n "$loss" ]; then
+		# One chain per host, flushed on each call: a second netem replaces
+		# the first, as tc qdisc replace does.
+		ensure_table
+		nft_br list chain bridge testbed "netem-$h" >/dev/null 2>&1 || {
+			nft_br add chain bridge testbed "netem-$h"
+			nft_br add rule bridge testbed faults jump "netem-$h"
+		}
+		nft_br flush chain bridge testbed "netem-$h"
+		local permille
+		permille=$(awk -v p="$loss" 'BEGIN { printf "%d", p * 10 }')
+		nft_br add rule bridge testbed "netem-$h" ip saddr "$(ip_of "$h")" numgen random mod 1000 lt "$permille" drop comment "\"loss $loss% from $h\""
+		nft_br add rule bridge testbed "netem-$h" ip daddr "$(ip_of "$h")" numgen random mod 1000 lt "$permille" drop comment "\"loss $loss% to $h\""
+	fi
+	if [ -n "$rate" ]; then
+		tc -n "$(ns_of "$h")" qdisc replace dev eth0 root tbf rate "$rate" burst 32kb latency 400ms
+		tc -n "$prefix-br" qdisc replace dev "$h" root tbf rate "$rate" burst 32kb latency 400ms
+	fi
+	say "this kernel has no sch_netem: emulated${loss:+ $loss% loss}${rate:+ rate $rate} each way"
 }
 
 cmd_heal() {
@@ -471,11 +496,11 @@ cmd_status() {
 		printf '%-6s %-18s %-8s %-8s %-7s %-6s %-6s %s\n' "$h" "$(ip_of "$h"):$port" "$pid" "$state" "$l" "$t" "$c" "$v"
 	done
 	local rules
-	rules=$(nft_br list chain bridge testbed faults 2>/dev/null | sed -n 's/.*comment "\(.*\)".*/\1/p' | tr "\n" " " || true)
+	rules=$(nft_br list table bridge testbed 2>/dev/null | sed -n 's/.*comment "\(.*\)".*/\1/p' | tr "\n" " " || true)
 	echo "drops: ${rules:-none}"
 	local q="" x
 	for h in $(seq -f 'h%g' 1 "$n"); do
-		x=$(tc -n "$(ns_of "$h")" qdisc show dev eth0 2>/dev/null | grep -o 'netem.*' || true)
+		x=$(tc -n "$(ns_of "$h")" qdisc show dev eth0 2>/dev/null | grep -o -e 'netem.*' -e 'tbf.*' || true)
 		[ -z "$x" ] || q="$q $h: $x;"
 	done
 	echo "netem:${q:- none}"
