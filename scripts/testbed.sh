@@ -405,19 +405,19 @@ cmd_cut_oneway() {
 # the rest need netem.
 cmd_netem() {
 	[ $# -eq 2 ] || die "netem H 'SPEC' (e.g. 'delay 100ms loss 5%')"
-	local h=$1 spec=$2 ns
+	local h=$1 spec=$2 ns err
 	ns=$(ns_of "$h")
 	ip_of "$h" >/dev/null
 	# shellcheck disable=SC2086
-	if tc -n "$ns" qdisc replace dev eth0 root netem $spec 2>"$dir/.tc-err"; then
+	if err=$(tc -n "$ns" qdisc replace dev eth0 root netem $spec 2>&1); then
 		# shellcheck disable=SC2086
 		tc -n "$prefix-br" qdisc replace dev "$h" root netem $spec
 		return
 	fi
-	if ! grep -q 'unknown' "$dir/.tc-err"; then
-		cat "$dir/.tc-err" >&2
-		die "netem $h: tc failed"
-	fi
+	case $err in
+	*unknown*) ;;
+	*) die "netem $h: tc: $err" ;;
+	esac
 	emulate_netem "$h" "$spec"
 }
 
