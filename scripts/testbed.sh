@@ -253,7 +253,8 @@ start_host() {
 	if [ "$i" != 1 ] && [ -z "$(ls -A "$data" | grep -v '^fill$')" ]; then
 		[ -s "$dir/h1/data/join-token" ] || die "h1 has no join token yet"
 		cmd=join
-		join=("$(ip_of h1):$port" --token "$(cat "$dir/h1/data/join-token")")
+		join=("$(ip_of h1):$port")
+		env+=(DRVMESH_JOIN_TOKEN="$(cat "$dir/h1/data/join-token")") # not in ps's view of argv
 	fi
 	# setsid: the host outlives this script and ignores its terminal's ^C.
 	(exec setsid ip netns exec "$ns" env "${env[@]}" "$dir/drvmesh" "$cmd" "${join[@]}" "${args[@]}" ${flags[@]+"${flags[@]}"} \
