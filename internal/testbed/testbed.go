@@ -128,6 +128,9 @@ func New(t testing.TB, cfg Config) *Testbed {
 		t: t, path: filepath.Join(root, "scripts", "testbed.sh"), dir: dir,
 		ns: map[string]string{}, addr: map[string]string{}, ip: map[string]string{}, timeout: cfg.RequestTimeout,
 	}
+	for i := 1; i <= cfg.Hosts; i++ {
+		tb.hosts = append(tb.hosts, "h"+strconv.Itoa(i))
+	}
 	t.Cleanup(tb.cleanup)
 
 	bin := filepath.Join(dir, "drvmesh.bin")
@@ -148,9 +151,6 @@ func New(t testing.TB, cfg Config) *Testbed {
 	}
 	if _, err := tb.run([]string{"TESTBED_BIN=" + bin}, up...); err != nil {
 		t.Fatalf("start testbed: %v", err)
-	}
-	for i := 1; i <= cfg.Hosts; i++ {
-		tb.hosts = append(tb.hosts, "h"+strconv.Itoa(i))
 	}
 	for _, m := range append([]string{"br", "client"}, tb.hosts...) {
 		ns, err := tb.Script("ns", m)
