@@ -71,6 +71,11 @@ need_root() {
 	[ "$(id -u)" = 0 ] || die "run as root (network namespaces, tmpfs mounts and nft need it)"
 }
 
+need_bed() {
+	need_root
+	nhosts >/dev/null
+}
+
 # The number of hosts of the running testbed.
 nhosts() {
 	[ -s "$dir/hosts" ] || die "no testbed in $dir (run: scripts/testbed.sh up N)"
@@ -519,20 +524,20 @@ cmd=${1:-help}
 case $cmd in
 up) cmd_up "$@" ;;
 down) cmd_down "$@" ;;
-status) need_root; cmd_status ;;
-kill) need_root; [ $# -ge 1 ] || die "kill H [SIGNAL]"; cmd_kill "$1" "${2:-KILL}" ;;
-stop) need_root; [ $# -eq 1 ] || die "stop H"; cmd_kill "$1" TERM ;;
-start) need_root; [ $# -eq 1 ] || die "start H"; start_host "$1" ;;
-pause) need_root; [ $# -eq 1 ] || die "pause H"; cmd_pause "$1" STOP ;;
-resume) need_root; [ $# -eq 1 ] || die "resume H"; cmd_pause "$1" CONT ;;
-cut) need_root; cmd_cut "$@" ;;
-cut-oneway) need_root; cmd_cut_oneway "$@" ;;
-netem) need_root; cmd_netem "$@" ;;
-heal) need_root; cmd_heal ;;
-fill-disk) need_root; [ $# -eq 1 ] || die "fill-disk H"; cmd_fill_disk "$1" ;;
-free-disk) need_root; [ $# -eq 1 ] || die "free-disk H"; cmd_free_disk "$1" ;;
+status) need_bed; cmd_status ;;
+kill) need_bed; [ $# -ge 1 ] || die "kill H [SIGNAL]"; cmd_kill "$1" "${2:-KILL}" ;;
+stop) need_bed; [ $# -eq 1 ] || die "stop H"; cmd_kill "$1" TERM ;;
+start) need_bed; [ $# -eq 1 ] || die "start H"; start_host "$1" ;;
+pause) need_bed; [ $# -eq 1 ] || die "pause H"; cmd_pause "$1" STOP ;;
+resume) need_bed; [ $# -eq 1 ] || die "resume H"; cmd_pause "$1" CONT ;;
+cut) need_bed; cmd_cut "$@" ;;
+cut-oneway) need_bed; cmd_cut_oneway "$@" ;;
+netem) need_bed; cmd_netem "$@" ;;
+heal) need_bed; cmd_heal ;;
+fill-disk) need_bed; [ $# -eq 1 ] || die "fill-disk H"; cmd_fill_disk "$1" ;;
+free-disk) need_bed; [ $# -eq 1 ] || die "free-disk H"; cmd_free_disk "$1" ;;
 exec)
-	need_root
+	need_bed
 	[ $# -ge 2 ] || die "exec H CMD..."
 	ns=$(ns_of "$1")
 	shift
