@@ -106,9 +106,13 @@ ns_of() {
 
 # ip_of H: the address of a host or the client. The bridge has none.
 ip_of() {
+	local i
 	case $1 in
 	client) echo "$net.2" ;;
-	*) echo "$net.$((10 + $(host_index "$1")))" ;;
+	*)
+		i=$(host_index "$1")
+		echo "$net.$((10 + i))"
+		;;
 	esac
 }
 
