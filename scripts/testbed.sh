@@ -405,6 +405,8 @@ cmd_cut() {
 
 cmd_cut_oneway() {
 	[ $# -eq 2 ] || die "cut-oneway FROM TO"
+	ip_of "$1" >/dev/null
+	ip_of "$2" >/dev/null
 	ensure_table
 	drop_rule "$(ip_of "$1")" "$(ip_of "$2")" "oneway $1-$2"
 }
