@@ -551,9 +551,13 @@ exec)
 	;;
 ns) ns_of "${1:?ns H}" ;;
 addr)
-	case ${1:?addr H} in client) ip_of client ;; *) echo "$(ip_of "$1"):$port" ;; esac
+	a=$(ip_of "${1:?addr H}")
+	case $1 in client) echo "$a" ;; *) echo "$a:$port" ;; esac
 	;;
-url) echo "http://$(ip_of "${1:?url H}"):$port" ;;
+url)
+	a=$(ip_of "${1:?url H}")
+	echo "http://$a:$port"
+	;;
 log) host_index "${1:?log H}" >/dev/null && echo "$dir/$1/log" ;;
 help | -h | --help) usage ;;
 *)
