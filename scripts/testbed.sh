@@ -14,6 +14,7 @@
 # them, with no default route anywhere. docs/testbed.md explains each
 # command; `scripts/testbed.sh help` lists them.
 set -euo pipefail
+shopt -s inherit_errexit # a failing command in $(...) fails the substitution
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 
