@@ -4,7 +4,9 @@ install_missing() {
   local need=()
   command -v nix-store >/dev/null 2>&1 || need+=(nix-bin)
   command -v curl >/dev/null 2>&1 || need+=(curl)
-  command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)     # ip, tc: the network-namespace testbed
+  command -v nft >/dev/null 2>&1 || need+=(nftables)    # the testbed's cuts
+  command -v jq >/dev/null 2>&1 || need+=(jq)
   command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev) # cgo, for the race detector
   [ -x /usr/local/go/bin/go ] && case ":$PATH:" in *:/usr/local/go/bin:*) ;; *) export PATH="$PATH:/usr/local/go/bin" ;; esac
   command -v unzip >/dev/null 2>&1 || command -v go >/dev/null 2>&1 || need+=(unzip)
