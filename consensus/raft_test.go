@@ -256,20 +256,25 @@ func TestRaft_Nudge(t *testing.T) {
 	if err := leader.AddNonvoter("n2", follower.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	// The nudge carries the commit read before it (its own entry's commit
-	// is only told by the next one).
-	caughtUp := func() bool {
+	// caughtUp fixes the leader's commit index now and then nudges until
+	// the follower has applied it. A nudge carries the commit index as of
+	// its sending, so the first one that arrives is enough. (Reading the
+	// index anew at each poll would chase the nudges' own entries, which
+	// a voter learns are committed only with the next one.)
+	caughtUp := func() func() bool {
 		_, commit, _ := leader.Stats()
-		leader.Nudge()
-		return follower.AppliedIndex() >= commit
+		return func() bool {
+			leader.Nudge()
+			return follower.AppliedIndex() >= commit
+		}
 	}
-	testutil.Eventually(t, waitFor, "the follower catches up", caughtUp)
+	testutil.Eventually(t, waitFor, "the follower catches up", caughtUp())
 	// A voter: the leader commits an entry only once the follower has it,
 	// so the entry itself cannot carry its own commit.
 	if err := leader.AddVoter("n2", follower.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, waitFor, "the voter catches up", caughtUp)
+	testutil.Eventually(t, waitFor, "the voter catches up", caughtUp())
 
 	ids := submitN(t, []*Raft{leader}, 3, "nudge")
 	leader.Nudge()
