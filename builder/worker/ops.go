@@ -33,8 +33,8 @@ type Options struct {
 	KeepFailed     bool
 	KeepGoing      bool
 	TryFallback    bool
-	Verbosity      uint64 // Nix levels: 0 error … 3 info (default) … 7 vomit
-	MaxBuildJobs   uint64 // builds at once; 0 means 1
+	Verbosity      uint64        // Nix levels: 0 error … 3 info (default) … 7 vomit
+	MaxBuildJobs   uint64        // builds at once; 0 means 1
 	MaxSilentTime  time.Duration // 0: no limit
 	BuildTimeout   time.Duration // sent as the "timeout" override; 0: none
 	BuildCores     uint64        // 0: all cores
