@@ -266,6 +266,28 @@ func TestNixDaemon_OutputNAR(t *testing.T) {
 			}
 		})
 	}
+	t.Run("more at once than the pool holds", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 6)
+		for range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var nar bytes.Buffer
+				errs <- f.nd.OutputNAR(ctx, res.Outputs["dev"], &nar)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		if n := f.pool.dialCount(); n > 2 {
+			t.Errorf("pool of 2 dialed %d connections", n)
+		}
+	})
 	t.Run("not a store path", func(t *testing.T) {
 		if err := f.nd.OutputNAR(ctx, "/etc/passwd", io.Discard); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("err = %v, want ErrBadRequest", err)

@@ -21,7 +21,6 @@ const (
 	opNarFromPath      = 38
 	opAddToStoreNar    = 39
 	verbosityError     = 0 // lvlError: also asks for verbose build output
-	verbosityVomit     = 7
 	defaultVerbosity   = lvlInfo
 	maxBuildOutputsLen = 1 << 16
 )
