@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,4 +192,51 @@ func TestConn_Daemon(t *testing.T) {
 			t.Errorf("status %v %q\n%s", res.Status, res.ErrorMsg, log.String())
 		}
 	})
+}
+
+// TestConn_UnixSocket talks to a daemon listening on its socket, as the
+// system daemon does, serving a chroot store.
+func TestConn_UnixSocket(t *testing.T) {
+	testutil.RequireTool(t, "nix-daemon")
+	dir := t.TempDir()
+	cmd := exec.Command("nix-daemon", "--store", "local?root="+filepath.Join(dir, "root"))
+	cmd.Env = testutil.NixEnv(dir, "")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	socket := filepath.Join(dir, "state", "daemon-socket", "socket")
+	testutil.Eventually(t, 10*time.Second, "daemon socket exists", func() bool {
+		_, err := os.Stat(socket)
+		return err == nil
+	})
+	ctx := context.Background()
+	rwc, err := DialUnix(ctx, socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewConn(ctx, rwc)
+	if err != nil {
+		t.Fatalf("handshake: %v\n%s", err, stderr.String())
+	}
+	defer c.Close()
+	if c.Version() != ProtocolVersion {
+		t.Errorf("version %#x", c.Version())
+	}
+	p := fakePath("over-socket")
+	nar, hash := narOf(t, "socket\n")
+	// Root is a trusted user of the daemon, so an unsigned path is accepted.
+	info := PathInfo{Path: p, NarHash: hash, NarSize: uint64(len(nar))}
+	if err := c.AddToStoreNar(ctx, info, bytes.NewReader(nar), false, true); err != nil {
+		t.Fatal(err)
+	}
+	if valid, err := c.IsValidPath(ctx, p); err != nil || !valid {
+		t.Fatalf("valid %v, %v", valid, err)
+	}
 }
