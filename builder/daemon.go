@@ -54,6 +54,11 @@ type NixDaemonConfig struct {
 // The daemon must trust the node's user (nix-daemon --stdio, root, or
 // trusted-users): only trusted users may build input-addressed
 // derivations this way or add paths without signatures.
+//
+// Inputs come from the InputSource, never from a substituter: a
+// Request's Substituter, Prepared and TrustedKeys are not used. Outputs
+// must have known paths (input-addressed or fixed); floating
+// content-addressed outputs are refused with ErrBadRequest.
 type NixDaemon struct {
 	cfg  NixDaemonConfig
 	pool *DaemonPool
@@ -136,6 +141,11 @@ func (s *session) build(req Request, log io.Writer) (Result, error) {
 	want, err := wantedOutputs(d, req.DrvPath, req.Outputs)
 	if err != nil {
 		return Result{}, err
+	}
+	for name, p := range want {
+		if p == "" {
+			return Result{}, fmt.Errorf("output %s has no path (content-addressed): %w", name, ErrBadRequest)
+		}
 	}
 	if ok, err := s.allValid(want); err != nil || ok {
 		if err != nil {
