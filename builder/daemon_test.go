@@ -186,6 +186,18 @@ func TestNixDaemon_Build(t *testing.T) {
 		}
 	})
 
+	t.Run("timeout is a build failure", func(t *testing.T) {
+		start := time.Now()
+		var log bytes.Buffer
+		_, err := f.nd.Build(ctx, Request{DrvPath: f.drvs["sleepy"], Timeout: time.Second}, &log)
+		if !errors.Is(err, ErrBuildFailed) || !strings.Contains(err.Error(), "TimedOut") {
+			t.Fatalf("err = %v, want ErrBuildFailed (TimedOut)\n%s", err, log.String())
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("took %v", d)
+		}
+	})
+
 	t.Run("input output missing from source", func(t *testing.T) {
 		res, err := f.nd.Build(ctx, Request{DrvPath: f.drvs["orphan"]}, nil)
 		lost := outputPath(t, f.fixture, "lost", "out")
