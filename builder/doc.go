@@ -2,10 +2,16 @@
 // gets everything it needs from the node's own HTTP binary cache (the node
 // in turn finds the nars in the mesh).
 //
-// A Builder has three implementations:
+// A Builder has four implementations:
 //
 //   - Nix (NewNix): nix-store --realise, against the system daemon or a
 //     chroot store such as "local?root=DIR".
+//   - NixDaemon (NewNixDaemon): the daemon's worker protocol over a pool
+//     of long-lived connections (DaemonPool): missing inputs copied in
+//     from an InputSource, the derivation sent inline (BuildDerivation),
+//     outputs dumped with NarFromPath. It needs a daemon that trusts the
+//     node (nix-daemon --stdio, see StdioDaemon, or root); Nix stays the
+//     fallback. DESIGN.md explains both and the Guix daemon's dialect.
 //   - Guix (NewGuix): guix build against the system guix-daemon.
 //   - None (NewNone): a node that coordinates and serves but never builds;
 //     Build fails with ErrNoBuilder.

@@ -58,7 +58,7 @@ type fixture struct {
 	builder *Nix
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	testutil.RequireNix(t)
 	dir := t.TempDir()
@@ -126,7 +126,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) localA() string { return "local?root=" + f.storeA }
 
-func (f *fixture) run(t *testing.T, name string, args ...string) string {
+func (f *fixture) run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = f.envA
