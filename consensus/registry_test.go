@@ -109,8 +109,8 @@ func TestRegistry(t *testing.T) {
 		names := map[string]bool{}
 		for _, typ := range CommandTypes() {
 			d := lookup(typ)
-			if d.apply == nil || d.name == "" || d.issuers == 0 {
-				t.Errorf("row %d: apply, name or issuers missing", typ)
+			if d.apply == nil || d.name == "" || d.issuers == 0 || d.authorize == nil {
+				t.Errorf("row %d: apply, name, issuers or authorize missing", typ)
 			}
 			if names[d.name] {
 				t.Errorf("row %d: name %q twice", typ, d.name)
