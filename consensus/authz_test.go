@@ -283,3 +283,37 @@ func TestFSM_Authorize_Bootstrap(t *testing.T) {
 		t.Fatalf("the leader changes settings after bootstrap: %v", err)
 	}
 }
+
+// BenchmarkAuthorize_StartBuild is the leader's check of a worker's
+// start report: a node record and a build read.
+func BenchmarkAuthorize_StartBuild(b *testing.B) {
+	f := newTestFSM(b)
+	f.mustApply(&PutNode{Node: Node{Name: "n1"}}, t0)
+	id := f.submit(1, nil)
+	f.mustApply(&AssignBuilds{Assignments: []Assignment{{BuildID: id, Node: "n1"}}}, t0)
+	p, cmd := NodePrincipal(&Node{Name: "n1"}), &StartBuild{ID: id, Node: "n1"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := f.Authorize(cmd, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAuthorize_Submit1000 is the check of a 1,000-build
+// SubmitBuilds (the node's entry size) with two tags a build.
+func BenchmarkAuthorize_Submit1000(b *testing.B) {
+	f := newTestFSM(b)
+	f.mustApply(&PutNode{Node: Node{Name: "n1"}}, t0)
+	cmd := manyBuilds(1000, 5)
+	for i := range cmd.Builds {
+		cmd.Builds[i].Tags = map[string]string{"job": "bench", "attr": fmt.Sprint(i)}
+	}
+	p := UserPrincipal("n1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := f.Authorize(cmd, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
