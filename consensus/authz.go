@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -130,12 +131,16 @@ func (p Principal) String() string {
 // also wraps ErrBadTransition, as the apply would have: the build moved
 // on, which the reporter handles as before.
 func (f *FSM) Authorize(cmd Command, p Principal) error {
-	if cmd == nil {
+	if v := reflect.ValueOf(cmd); !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
 		return fmt.Errorf("nil command by %s: %w", p, ErrUnauthorized)
 	}
 	d := lookup(cmd.Type())
 	if d == nil || d.authorize == nil {
 		return fmt.Errorf("command type %d by %s: unknown command: %w", byte(cmd.Type()), p, ErrUnauthorized)
+	}
+	// The rules take the pointer types DecodeCommand returns.
+	if reflect.TypeOf(cmd) != reflect.TypeOf(d.new()) {
+		return fmt.Errorf("command %T by %s: not a %T: %w", cmd, p, d.new(), ErrBadCommand)
 	}
 	return f.view(func(tx *bolt.Tx) error {
 		a := &authz{t: newTxn(tx), p: p, cmd: cmd}

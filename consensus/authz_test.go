@@ -122,6 +122,8 @@ func TestFSM_Authorize(t *testing.T) {
 	}{
 		// Any command: membership, revocation, trusted roles.
 		{"unknown command type", bogus{}, leader, ErrUnauthorized, nil},
+		{"nil command", (*AssignBuilds)(nil), leader, ErrUnauthorized, nil},
+		{"command by value", AssignBuilds{}, leader, ErrBadCommand, nil},
 		{"no issuing node", &PutNarInfos{NarInfos: []NarInfo{nar()}, Holder: ""}, Principal{}, ErrUnauthorized, nil},
 		{"ghost node", &SetNarHolder{Hash: hashOf(5), Node: "ghost", Present: true}, ghost, ErrUnauthorized, nil},
 		{"revoked node about itself", &SetNarHolder{Hash: hashOf(5), Node: "r1", Present: true}, r1, ErrUnauthorized, nil},
