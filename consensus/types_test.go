@@ -68,6 +68,15 @@ func TestNode_OldRecords(t *testing.T) {
 			t.Errorf("old settings = %+v", s)
 		}
 	}
+	// A PutNode entry as older versions encoded it still decodes.
+	entry := append([]byte{byte(CmdPutNode), 0, 0, 0, 0, 0, 0, 0, 0}, `{"node":`+oldNode+`}`...)
+	cmd, err := DecodeCommand(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cmd.(*PutNode).Node; n.Name != "n1" || n.CertFingerprint != "fp" || !n.Trusted() || n.OwnerName() != "n1" {
+		t.Errorf("old PutNode entry = %+v", n)
+	}
 	// The new fields round-trip through PutNode and SetSettings.
 	rec := Node{Name: "v1", Kind: KindVolunteer, Owner: "alice", NixKey: "v1:abc", Revoked: true, RevokedAt: t0, AdmittedAt: t0}
 	f.mustApply(&PutNode{Node: rec}, t0)
