@@ -19,8 +19,15 @@ import (
 // BenchmarkSubmit measures builds accepted per second by a 3-node cluster
 // on loopback: concurrent appliers, 1000 builds per raft entry.
 //
-//	go test -run '^$' -bench BenchmarkSubmit -benchtime 200x ./consensus/
-func BenchmarkSubmit(b *testing.B) {
+//	go test -run '^$' -bench 'BenchmarkSubmit$' -benchtime 200x ./consensus/
+func BenchmarkSubmit(b *testing.B) { benchSubmit(b, false) }
+
+// BenchmarkSubmit_Authorized is BenchmarkSubmit with the leader's
+// authorization (FSM.Authorize, a user through node n1) before each
+// apply, as the node runs it.
+func BenchmarkSubmit_Authorized(b *testing.B) { benchSubmit(b, true) }
+
+func benchSubmit(b *testing.B, authorize bool) {
 	const perApply = 1000
 	nodes := cluster(b, 3, func(c *Config) { // production timings
 		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout = 0, 0, 0, 0
@@ -29,6 +36,11 @@ func BenchmarkSubmit(b *testing.B) {
 		}
 	})
 	leader := leaderOf(b, nodes)
+	if authorize {
+		if _, err := leader.Apply(context.Background(), &PutNode{Node: Node{Name: "n1"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	var seq, lost atomic.Int64
 	var cur atomic.Pointer[Raft]
 	cur.Store(leader)
@@ -46,6 +58,12 @@ func BenchmarkSubmit(b *testing.B) {
 				}
 			}
 			for { // follow leadership changes, as a client does
+				if authorize {
+					if err := cur.Load().State().Authorize(cmd, UserPrincipal("n1")); err != nil {
+						b.Error(err)
+						return
+					}
+				}
 				_, err := cur.Load().Apply(context.Background(), cmd)
 				if err == nil {
 					break

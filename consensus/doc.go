@@ -9,6 +9,8 @@
 // enum encoded as [type byte][payload]; a type with the high bit set is
 // skipped by replicas that do not know it. Reads (GetBuild, ListBuilds, ...)
 // are local bbolt read transactions and never go through raft.
+// FSM.Authorize decides, from the state, whether a command's issuer (a
+// Principal) may send it; the leader asks before it commits.
 //
 // Raft wraps hashicorp/raft with tuned LAN timings over a stream layer the
 // caller supplies (the node's mutual-TLS cluster port). See DESIGN.md for

@@ -28,6 +28,10 @@ var (
 	ErrBadSnapshot = errors.New("bad snapshot")
 	// ErrClosed: the raft node is not started or already closed.
 	ErrClosed = errors.New("consensus closed")
+	// ErrUnauthorized: the command's issuer may not issue it (Authorize):
+	// the wrong role, a node speaking for another, a node that is not a
+	// member or is revoked, a volunteer claiming a trusted role.
+	ErrUnauthorized = errors.New("unauthorized")
 )
 
 // NotLeaderError is returned by Raft.Apply on a follower. It matches

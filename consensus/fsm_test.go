@@ -17,11 +17,11 @@ var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type testFSM struct {
 	*FSM
-	t     *testing.T
+	t     testing.TB
 	index uint64
 }
 
-func newTestFSM(t *testing.T) *testFSM {
+func newTestFSM(t testing.TB) *testFSM {
 	t.Helper()
 	f, err := NewFSM(t.TempDir(), nil)
 	if err != nil {

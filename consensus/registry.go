@@ -7,13 +7,16 @@ import (
 
 // The command registry: one row per command type says everything the
 // package and its callers need to know about it, so adding a command is
-// one constant, one struct with its Type method, one handler and one row
-// (registry_test.go fails when a constant has no row). Consul registers
-// its commands the same way.
+// one constant, one struct with its Type method, one handler, one
+// authorization rule and one row (registry_test.go fails when a constant
+// has no row or a row no rule). Consul registers its commands the same
+// way.
 
-// Issuer is a set of roles that may issue a command, as bits. Nothing
-// enforces it yet: it states the contract that the node's trust checks
-// are to enforce (Issuers). Bits are append-only like CommandType.
+// Issuer is a set of roles that may issue a command, as bits: the
+// contract in brief, for documentation and tooling (Issuers). The rule
+// FSM.Authorize enforces is the row's authorize function, which also
+// reads the command and the state. Bits are append-only like
+// CommandType.
 type Issuer uint8
 
 // Issuer roles.
@@ -79,8 +82,11 @@ type commandDef struct {
 	// resultIDs extracts the build ids from the command's result; nil
 	// when the result names none.
 	resultIDs func(res any) []string
-	// issuers may send the command (see Issuer).
+	// issuers may send the command (see Issuer): the contract in brief.
 	issuers Issuer
+	// authorize is the command's rule (FSM.Authorize): nil when the
+	// issuer may send it, else why not. It only reads through a.
+	authorize func(a *authz, cmd Command) error
 }
 
 // registry is indexed by CommandType; a zero row is an unknown type.
@@ -97,7 +103,8 @@ var registry = [...]commandDef{
 			}
 			return nil
 		},
-		issuers: IssuerUser | IssuerLeader,
+		issuers:   IssuerUser | IssuerAdmin | IssuerLeader,
+		authorize: authorizeSubmit,
 	},
 	CmdAssignBuilds: {
 		name:       "assign-builds",
@@ -110,25 +117,29 @@ var registry = [...]commandDef{
 			}
 			return nil
 		},
-		issuers: IssuerLeader,
+		issuers:   IssuerLeader,
+		authorize: authorizeLeader,
 	},
 	CmdStartBuild: {
-		name:    "start-build",
-		new:     func() Command { return &StartBuild{} },
-		apply:   func(t *txn, c Command, e applyCtx) (any, error) { return nil, t.startBuild(c.(*StartBuild), e.at) },
-		issuers: IssuerAssignedNode,
+		name:      "start-build",
+		new:       func() Command { return &StartBuild{} },
+		apply:     func(t *txn, c Command, e applyCtx) (any, error) { return nil, t.startBuild(c.(*StartBuild), e.at) },
+		issuers:   IssuerAssignedNode,
+		authorize: authorizeStart,
 	},
 	CmdFinishBuild: {
-		name:    "finish-build",
-		new:     func() Command { return &FinishBuild{} },
-		apply:   func(t *txn, c Command, e applyCtx) (any, error) { return nil, t.finishBuild(c.(*FinishBuild), e.at) },
-		issuers: IssuerAssignedNode,
+		name:      "finish-build",
+		new:       func() Command { return &FinishBuild{} },
+		apply:     func(t *txn, c Command, e applyCtx) (any, error) { return nil, t.finishBuild(c.(*FinishBuild), e.at) },
+		issuers:   IssuerAssignedNode,
+		authorize: authorizeFinish,
 	},
 	CmdCancelBuilds: {
-		name:    "cancel-builds",
-		new:     func() Command { return &CancelBuilds{} },
-		apply:   func(t *txn, c Command, e applyCtx) (any, error) { return nil, t.cancelBuilds(c.(*CancelBuilds), e.at) },
-		issuers: IssuerUser | IssuerAdmin,
+		name:      "cancel-builds",
+		new:       func() Command { return &CancelBuilds{} },
+		apply:     func(t *txn, c Command, e applyCtx) (any, error) { return nil, t.cancelBuilds(c.(*CancelBuilds), e.at) },
+		issuers:   IssuerUser | IssuerAdmin,
+		authorize: authorizeCancel,
 	},
 	CmdRequeueNode: {
 		name:       "requeue-node",
@@ -138,7 +149,8 @@ var registry = [...]commandDef{
 		resultIDs:  requeueIDs,
 		// The leader for a node it lost; a node for itself when it
 		// hands its builds back.
-		issuers: IssuerLeader | IssuerAssignedNode,
+		issuers:   IssuerLeader | IssuerAssignedNode,
+		authorize: authorizeRequeue,
 	},
 	CmdPutNarInfos: {
 		name:       "put-narinfos",
@@ -146,6 +158,7 @@ var registry = [...]commandDef{
 		apply:      func(t *txn, c Command, e applyCtx) (any, error) { return nil, t.putNarInfos(c.(*PutNarInfos), e.at) },
 		idempotent: true,
 		issuers:    IssuerAnyMember,
+		authorize:  authorizePutNars,
 	},
 	CmdSetNarHolder: {
 		name:       "set-nar-holder",
@@ -153,19 +166,22 @@ var registry = [...]commandDef{
 		apply:      func(t *txn, c Command, _ applyCtx) (any, error) { return nil, t.setNarHolder(c.(*SetNarHolder)) },
 		idempotent: true,
 		issuers:    IssuerAnyMember,
+		authorize:  authorizeSetHolder,
 	},
 	CmdPutNode: {
 		name:       "put-node",
 		new:        func() Command { return &PutNode{} },
 		apply:      func(t *txn, c Command, _ applyCtx) (any, error) { return nil, t.putNode(c.(*PutNode)) },
 		idempotent: true,
-		issuers:    IssuerLeader | IssuerAdmin,
+		issuers:    IssuerLeader | IssuerAdmin | IssuerAnyMember,
+		authorize:  authorizePutNode,
 	},
 	CmdRemoveNode: {
-		name:    "remove-node",
-		new:     func() Command { return &RemoveNode{} },
-		apply:   func(t *txn, c Command, _ applyCtx) (any, error) { return nil, t.removeNode(c.(*RemoveNode)) },
-		issuers: IssuerLeader | IssuerAdmin,
+		name:      "remove-node",
+		new:       func() Command { return &RemoveNode{} },
+		apply:     func(t *txn, c Command, _ applyCtx) (any, error) { return nil, t.removeNode(c.(*RemoveNode)) },
+		issuers:   IssuerAdmin,
+		authorize: authorizeRemoveNode,
 	},
 	CmdAckEvents: {
 		name:       "ack-events",
@@ -173,6 +189,7 @@ var registry = [...]commandDef{
 		apply:      func(t *txn, c Command, _ applyCtx) (any, error) { return nil, t.ackEvents(c.(*AckEvents)) },
 		idempotent: true,
 		issuers:    IssuerLeader,
+		authorize:  authorizeLeader,
 	},
 	CmdSetSettings: {
 		name:       "set-settings",
@@ -180,13 +197,15 @@ var registry = [...]commandDef{
 		apply:      func(t *txn, c Command, _ applyCtx) (any, error) { return nil, t.setSettings(c.(*SetSettings)) },
 		idempotent: true,
 		issuers:    IssuerLeader | IssuerAdmin,
+		authorize:  authorizeSetSettings,
 	},
 	CmdClearWaiting: {
 		name:       "clear-waiting",
 		new:        func() Command { return &ClearWaiting{} },
 		apply:      func(t *txn, c Command, _ applyCtx) (any, error) { return nil, t.clearWaiting(c.(*ClearWaiting)) },
 		idempotent: true,
-		issuers:    IssuerLeader | IssuerAdmin,
+		issuers:    IssuerLeader,
+		authorize:  authorizeLeader,
 	},
 	CmdFinishOutputs: {
 		name: "finish-outputs",
@@ -194,7 +213,8 @@ var registry = [...]commandDef{
 		apply: func(t *txn, c Command, e applyCtx) (any, error) {
 			return nil, t.finishOutputs(c.(*FinishOutputs), e.at)
 		},
-		issuers: IssuerAssignedNode,
+		issuers:   IssuerAssignedNode,
+		authorize: authorizeFinishOutputs,
 	},
 	CmdFailQueued: {
 		name:       "fail-queued",
@@ -203,6 +223,7 @@ var registry = [...]commandDef{
 		idempotent: true,
 		resultIDs:  requeueIDs,
 		issuers:    IssuerLeader,
+		authorize:  authorizeLeader,
 	},
 }
 

@@ -34,10 +34,12 @@ func sampleCommands() []Command {
 		&RequeueNode{Node: "n1"},
 		&PutNarInfos{NarInfos: []NarInfo{nar}, Holder: "n1"},
 		&SetNarHolder{Hash: hashOf(8), Node: "n1", Present: true},
-		&PutNode{Node: Node{Name: "n1", HTTP: "h", Raft: "r", P2P: "p", PeerID: "id", CertFingerprint: "fp", AdmittedAt: t0, Voter: true}},
+		&PutNode{Node: Node{Name: "n1", HTTP: "h", Raft: "r", P2P: "p", PeerID: "id", CertFingerprint: "fp", AdmittedAt: t0, Voter: true,
+			Kind: KindVolunteer, Owner: "o", NixKey: "n1:k", Revoked: true, RevokedAt: t0}},
 		&RemoveNode{Name: "n1"},
 		&AckEvents{Seqs: []uint64{1, 5}},
-		&SetSettings{Settings: Settings{Strategy: "s", MinCopies: 2, Retries: 1, JoinTokenExpires: t0, Extra: map[string]string{"a": "b"}}},
+		&SetSettings{Settings: Settings{Strategy: "s", MinCopies: 2, Retries: 1, JoinTokenExpires: t0, Extra: map[string]string{"a": "b"},
+			Agree: 3, VolunteerTokenHash: "vh", VolunteerTokenExpires: t0}},
 		&ClearWaiting{BuildID: NewBuildID(t0)},
 		&FinishOutputs{NarInfos: PutNarInfos{NarInfos: []NarInfo{nar}, Holder: "n1"}, Finish: finish},
 		&FailQueued{IDs: []string{NewBuildID(t0)}, Error: "input failed"},
@@ -109,8 +111,8 @@ func TestRegistry(t *testing.T) {
 		names := map[string]bool{}
 		for _, typ := range CommandTypes() {
 			d := lookup(typ)
-			if d.apply == nil || d.name == "" || d.issuers == 0 {
-				t.Errorf("row %d: apply, name or issuers missing", typ)
+			if d.apply == nil || d.name == "" || d.issuers == 0 || d.authorize == nil {
+				t.Errorf("row %d: apply, name, issuers or authorize missing", typ)
 			}
 			if names[d.name] {
 				t.Errorf("row %d: name %q twice", typ, d.name)

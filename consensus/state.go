@@ -231,23 +231,24 @@ func (f *FSM) NarsHeldBy(node string) ([]string, error) {
 	return out, err
 }
 
-// Nodes returns the admitted nodes, by name.
+// Nodes returns the admitted nodes, by name, Kind and Owner filled in
+// for records written before they existed (decodeNode).
 func (f *FSM) Nodes() ([]Node, error) {
 	var out []Node
 	err := f.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(buckets[bkNodes]).ForEach(func(_, v []byte) error {
-			var n Node
-			if err := json.Unmarshal(v, &n); err != nil {
+			n, err := decodeNode(v)
+			if err != nil {
 				return err
 			}
-			out = append(out, n)
+			out = append(out, *n)
 			return nil
 		})
 	})
 	return out, err
 }
 
-// Node returns one admission record, or ErrNotFound.
+// Node returns one admission record, or ErrNotFound; see Nodes.
 func (f *FSM) Node(name string) (*Node, error) {
 	var n *Node
 	err := f.view(func(tx *bolt.Tx) error {
@@ -255,10 +256,22 @@ func (f *FSM) Node(name string) (*Node, error) {
 		if data == nil {
 			return fmt.Errorf("node %q: %w", name, ErrNotFound)
 		}
-		n = &Node{}
-		return json.Unmarshal(data, n)
+		var err error
+		n, err = decodeNode(data)
+		return err
 	})
 	return n, err
+}
+
+// decodeNode decodes a node record with the defaults of fields older
+// records lack written out: Kind KindTrusted, Owner the node's name.
+func decodeNode(data []byte) (*Node, error) {
+	var n Node
+	if err := json.Unmarshal(data, &n); err != nil {
+		return nil, fmt.Errorf("decode node record: %w", err)
+	}
+	n = n.normalized()
+	return &n, nil
 }
 
 // PendingEvents returns up to limit (0: all) unacknowledged events, oldest

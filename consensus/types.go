@@ -153,6 +153,50 @@ type Node struct {
 	CertFingerprint string    `json:"cert_fingerprint,omitempty"`
 	AdmittedAt      time.Time `json:"admitted_at"`
 	Voter           bool      `json:"voter"`
+
+	// The fields below were added for trust; records written before them
+	// decode with their zero values, which mean a trusted node owned by
+	// itself (Trusted, OwnerName).
+
+	// Kind is KindTrusted or KindVolunteer; empty means trusted.
+	Kind string `json:"kind,omitempty"`
+	// Owner is who runs the machine; empty means the node's own name.
+	Owner string `json:"owner,omitempty"`
+	// NixKey is the node's own Nix public key line, "name:base64".
+	NixKey string `json:"key,omitempty"`
+	// Revoked nodes are refused everywhere (Authorize refuses every
+	// command they issue); RevokedAt is when the mesh revoked them.
+	Revoked   bool      `json:"revoked,omitempty"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// Node kinds.
+const (
+	KindTrusted   = "trusted"
+	KindVolunteer = "volunteer"
+)
+
+// Trusted reports whether the node is one of the farm's own machines:
+// its Kind is KindTrusted or empty (records from before kinds existed).
+func (n *Node) Trusted() bool { return n.Kind == "" || n.Kind == KindTrusted }
+
+// OwnerName is the node's owner, its own name when none is recorded.
+func (n *Node) OwnerName() string {
+	if n.Owner == "" {
+		return n.Name
+	}
+	return n.Owner
+}
+
+// normalized returns a copy of n with the defaults of Kind and Owner
+// written out, so two records that mean the same compare equal.
+func (n *Node) normalized() Node {
+	c := *n
+	if c.Kind == "" {
+		c.Kind = KindTrusted
+	}
+	c.Owner = n.OwnerName()
+	return c
 }
 
 // Event is a build state change waiting for its hook; AckEvents removes it.
@@ -172,6 +216,30 @@ type Settings struct {
 	MinCopies        int               `json:"min_copies,omitempty"`
 	Retries          int               `json:"retries,omitempty"` // default Build.Retries
 	Extra            map[string]string `json:"extra,omitempty"`
+
+	// Added for trust; zero in settings written before them.
+
+	// Agree is K: a volunteer-built output is mesh-signed once volunteers
+	// of K distinct owners report the same NarHash; 0 means
+	// DefaultAgree (AgreeK).
+	Agree int `json:"agree,omitempty"`
+	// VolunteerTokenHash and VolunteerTokenExpires are the volunteer
+	// join token's, as JoinTokenHash and JoinTokenExpires are the
+	// trusted one's.
+	VolunteerTokenHash    string    `json:"volunteer_token_hash,omitempty"`
+	VolunteerTokenExpires time.Time `json:"volunteer_token_expires,omitzero"`
+}
+
+// DefaultAgree is K when the settings name none.
+const DefaultAgree = 2
+
+// AgreeK is the number of distinct owners whose volunteers must agree on
+// an output's NarHash: Agree, or DefaultAgree when it is 0.
+func (s *Settings) AgreeK() int {
+	if s.Agree <= 0 {
+		return DefaultAgree
+	}
+	return s.Agree
 }
 
 // NewBuildID returns a fresh build id: 16 bytes, the first 8 the big-endian
