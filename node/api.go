@@ -320,7 +320,7 @@ func (n *Node) handleMissing(w http.ResponseWriter, r *http.Request) {
 func statusOf(err error) int {
 	var nl *consensus.NotLeaderError
 	switch {
-	case errors.Is(err, consensus.ErrNotFound), errors.Is(err, ErrNotFound):
+	case errors.Is(err, consensus.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, consensus.ErrBadCommand), errors.Is(err, ErrBadRequest),
 		errors.Is(err, store.ErrBadDerivation), errors.Is(err, store.ErrBadNar),

@@ -21,7 +21,7 @@ import (
 
 // startCache opens the nar store, the libp2p host and the binary cache
 // handler.
-func (n *Node) startCache() error {
+func (n *Node) startCache(ctx context.Context) error {
 	var err error
 	n.disk, err = narcache.NewDisk(narcache.DiskConfig{
 		Dir:     filepath.Join(n.cfg.DataDir, dirNars),
@@ -66,10 +66,10 @@ func (n *Node) startCache() error {
 	if err != nil {
 		return err
 	}
-	if err := n.p2p.Start(context.Background()); err != nil {
+	if err := n.p2p.Start(ctx); err != nil {
 		return fmt.Errorf("%w; pick another --listen or --p2p-listen", err)
 	}
-	n.announceRelay()
+	n.announceRelay(ctx)
 	n.cache, err = narcache.NewHandler(narcache.HandlerConfig{
 		StoreDir:  n.cfg.StoreDir,
 		Disk:      n.disk,
@@ -94,7 +94,7 @@ const relayWait = 10 * time.Second
 // announceRelay logs what an operator needs for the relay side: on a
 // relay, the --relays value for members behind NAT; on a node behind NAT,
 // whether a relay holds a slot for it yet.
-func (n *Node) announceRelay() {
+func (n *Node) announceRelay(ctx context.Context) {
 	id := n.p2p.ID().String()
 	if n.cfg.RelayService {
 		var addrs []string
@@ -109,7 +109,7 @@ func (n *Node) announceRelay() {
 	if len(n.cfg.RelayPeers) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), relayWait)
+	ctx, cancel := context.WithTimeout(ctx, relayWait)
 	defer cancel()
 	if err := n.p2p.WaitReserved(ctx); err != nil {
 		n.log.Warn("no relay reservation yet; members cannot fetch from this node until one holds", keyErr, err)

@@ -14,8 +14,6 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrNoLeader: no leader is known right now; try again shortly.
 	ErrNoLeader = errors.New("no leader")
-	// ErrNotFound: the build, path or node does not exist.
-	ErrNotFound = errors.New("not found")
 	// ErrConfig: the node's flags contradict each other or the data dir.
 	ErrConfig = errors.New("bad node configuration")
 )

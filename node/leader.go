@@ -106,10 +106,12 @@ func (n *Node) lead(ctx context.Context) {
 func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, requeued map[string]bool) {
 	recs, err := n.raft.State().Nodes()
 	if err != nil {
+		n.log.Warn("reconcile: read admission records", keyErr, err)
 		return
 	}
 	servers, err := n.raft.Servers()
 	if err != nil {
+		n.log.Warn("reconcile: read raft configuration", keyErr, err)
 		return
 	}
 	inRaft := map[string]consensus.Server{}
@@ -136,6 +138,7 @@ func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, re
 				// first; record it, then point raft at it.
 				rec.Raft, rec.HTTP, rec.P2P = m.Meta.Raft, m.Meta.HTTP, m.Meta.P2P
 				if _, err := n.apply(ctx, &consensus.PutNode{Node: rec}); err != nil {
+					n.log.Warn("record new address", keyMember, rec.Name, keyErr, err)
 					continue
 				}
 			}
@@ -146,21 +149,25 @@ func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, re
 				} else {
 					err = n.raft.AddNonvoter(rec.Name, rec.Raft)
 				}
-				if err == nil {
-					n.log.Info("raft address changed", "member", rec.Name, keyAddr, rec.Raft)
+				if err != nil {
+					n.log.Warn("point raft at new address", keyMember, rec.Name, keyAddr, rec.Raft, keyErr, err)
+				} else {
+					n.log.Info("raft address changed", keyMember, rec.Name, keyAddr, rec.Raft)
 				}
 				continue
 			}
 			if !member {
 				if err := n.raft.AddNonvoter(rec.Name, rec.Raft); err != nil {
-					n.log.Warn("add nonvoter", keyNode, rec.Name, keyErr, err)
+					n.log.Warn("add nonvoter", keyMember, rec.Name, keyErr, err)
 				} else {
-					n.log.Info("added nonvoter", "member", rec.Name)
+					n.log.Info("added nonvoter", keyMember, rec.Name)
 				}
 			} else if !srv.Voter && voters < n.cfg.MaxVoters && n.caughtUp(ctx, rec) {
-				if err := n.raft.AddVoter(rec.Name, rec.Raft); err == nil {
+				if err := n.raft.AddVoter(rec.Name, rec.Raft); err != nil {
+					n.log.Warn("promote to voter", keyMember, rec.Name, keyErr, err)
+				} else {
 					voters++
-					n.log.Info("promoted to voter", "member", rec.Name)
+					n.log.Info("promoted to voter", keyMember, rec.Name)
 				}
 			}
 		case known && (m.Status == gossip.StatusDead || m.Status == gossip.StatusLeft):
@@ -168,17 +175,21 @@ func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, re
 				deadSince[rec.Name] = time.Now()
 			}
 			if !requeued[rec.Name] {
-				if ids, err := n.apply(ctx, &consensus.RequeueNode{Node: rec.Name}); err == nil {
+				if ids, err := n.apply(ctx, &consensus.RequeueNode{Node: rec.Name}); err != nil {
+					n.log.Warn("requeue the builds of a lost node", keyMember, rec.Name, keyErr, err)
+				} else {
 					requeued[rec.Name] = true
 					if len(ids) > 0 {
-						n.log.Info("requeued the builds of a lost node", "member", rec.Name, keyCount, len(ids))
+						n.log.Info("requeued the builds of a lost node", keyMember, rec.Name, keyCount, len(ids))
 					}
 					n.rereplicate(rec.Name)
 				}
 			}
 			if member && (m.Status == gossip.StatusLeft || time.Since(deadSince[rec.Name]) > n.cfg.DeadAfter) {
-				if err := n.raft.RemoveServer(rec.Name); err == nil {
-					n.log.Info("removed from raft", "member", rec.Name, keyState, m.Status.String())
+				if err := n.raft.RemoveServer(rec.Name); err != nil {
+					n.log.Warn("remove from raft", keyMember, rec.Name, keyErr, err)
+				} else {
+					n.log.Info("removed from raft", keyMember, rec.Name, keyState, m.Status.String())
 				}
 			}
 		}

@@ -4,6 +4,7 @@ package node
 const (
 	keyErr     = "err"
 	keyNode    = "node"
+	keyMember  = "member"
 	keyPeer    = "peer"
 	keyRemote  = "remote"
 	keyBuild   = "build"

@@ -104,7 +104,7 @@ func flushCopy(w http.ResponseWriter, r io.Reader) {
 func (n *Node) openRemoteLog(ctx context.Context, node, id string, follow bool) (io.ReadCloser, error) {
 	rec, err := n.raft.State().Node(node)
 	if err != nil || rec == nil {
-		return nil, fmt.Errorf("%w: node %s", ErrNotFound, node)
+		return nil, fmt.Errorf("%w: node %s", consensus.ErrNotFound, node)
 	}
 	u := "http://" + rec.HTTP + "/api/v1/builds/" + url.PathEscape(id) + "/log"
 	if follow {
@@ -120,7 +120,7 @@ func (n *Node) openRemoteLog(ctx context.Context, node, id string, follow bool) 
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, resp.Status)
+		return nil, fmt.Errorf("%w: %s", consensus.ErrNotFound, resp.Status)
 	}
 	return resp.Body, nil
 }
@@ -128,9 +128,9 @@ func (n *Node) openRemoteLog(ctx context.Context, node, id string, follow bool) 
 // openDrvLog serves /log/<drv>: the log of the derivation's newest build
 // that has one.
 func (n *Node) openDrvLog(ctx context.Context, drvBase string) (io.ReadCloser, error) {
-	bs, err := n.raft.State().BuildsByDerivation(n.cfg.StoreDir + "/" + drvBase)
+	bs, err := n.raft.State().BuildsByDerivation(n.inStore(drvBase))
 	if err != nil || len(bs) == 0 {
-		return nil, fmt.Errorf("%w: no build of %s", ErrNotFound, drvBase)
+		return nil, fmt.Errorf("%w: no build of %s", consensus.ErrNotFound, drvBase)
 	}
 	for i := len(bs) - 1; i >= 0; i-- {
 		b := bs[i]
@@ -148,5 +148,5 @@ func (n *Node) openDrvLog(ctx context.Context, drvBase string) (io.ReadCloser, e
 			return rc, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: no log of %s", ErrNotFound, drvBase)
+	return nil, fmt.Errorf("%w: no log of %s", consensus.ErrNotFound, drvBase)
 }

@@ -77,6 +77,9 @@ type Node struct {
 	sched atomic.Pointer[leaderPlanner]
 
 	stopOnce sync.Once
+	// run is the node's run context: every goroutine the node starts
+	// derives from it, and cancel ends it when the node stops.
+	run      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	metrics  *metrics

@@ -80,7 +80,7 @@ func (n *Node) closure(st *consensus.FSM, roots []string) []string {
 			return nil
 		}
 		for _, r := range ni.References {
-			if rp := n.cfg.StoreDir + "/" + r; !seen[rp] {
+			if rp := n.inStore(r); !seen[rp] {
 				queue = append(queue, rp)
 			}
 		}

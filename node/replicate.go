@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/drvmesh/drvmesh/consensus"
@@ -47,7 +48,7 @@ func (n *Node) replicateLocal(ctx context.Context, hashPart string) error {
 	if _, ok := n.localFile(ni); !ok {
 		_, files, err := toStoreNarInfo(ni)
 		if err != nil || len(files) == 0 {
-			return fmt.Errorf("%w: narinfo of %s has no files", ErrNotFound, ni.StorePath)
+			return fmt.Errorf("%w: narinfo of %s has no files", consensus.ErrNotFound, ni.StorePath)
 		}
 		var errs []error
 		ok := false
@@ -141,7 +142,7 @@ func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
 	}
 	rec, err := n.raft.State().Node(name)
 	if err != nil || rec == nil {
-		return fmt.Errorf("%w: node %s", ErrNotFound, name)
+		return fmt.Errorf("%w: node %s", consensus.ErrNotFound, name)
 	}
 	// The index tells the asked node how far its state must have caught
 	// up to know the nar this node just recorded.
@@ -168,17 +169,14 @@ func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
 }
 
 // replicateAsync runs ensureCopies in the background for new nars. It
-// gives up once the node stops, so that a stop never waits for retries
-// or transfers.
+// gives up once the node stops (its run context ends), so that a stop
+// never waits for retries or transfers.
 func (n *Node) replicateAsync(hashParts ...string) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		ctx, cancel := context.WithTimeout(n.run, 30*time.Minute)
 		defer cancel()
-		done := make(chan struct{})
-		defer close(done)
-		go n.cancelOnStop(done, cancel)
 		for _, hp := range hashParts {
 			for attempt := 0; attempt < 5; attempt++ {
 				err := n.ensureCopies(ctx, hp)
@@ -199,31 +197,6 @@ func (n *Node) replicateAsync(hashParts ...string) {
 	}()
 }
 
-// cancelOnStop calls cancel once the node stops, or returns when done is
-// closed.
-func (n *Node) cancelOnStop(done <-chan struct{}, cancel context.CancelFunc) {
-	poll := time.NewTicker(100 * time.Millisecond)
-	defer poll.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-poll.C:
-			if n.stopped() {
-				cancel()
-				return
-			}
-		}
-	}
-}
-
-// stopped reports whether the node's state has been closed, as it is when
-// the node stops.
-func (n *Node) stopped() bool {
-	_, err := n.raft.State().Settings()
-	return errors.Is(err, consensus.ErrClosed)
-}
-
 // narInfoRecord builds the index record for a nar this node holds.
 func (n *Node) narInfoRecord(path string, nar narcache.Nar, refs []string, deriver, system, ca string) consensus.NarInfo {
 	rec := consensus.NarInfo{
@@ -231,7 +204,7 @@ func (n *Node) narInfoRecord(path string, nar narcache.Nar, refs []string, deriv
 		Deriver: deriver, System: system, CA: ca,
 	}
 	for _, r := range refs {
-		rec.References = append(rec.References, baseName(r))
+		rec.References = append(rec.References, storeBase(r))
 	}
 	sort.Strings(rec.References)
 	for _, f := range nar.Files {
@@ -244,11 +217,8 @@ func (n *Node) narInfoRecord(path string, nar narcache.Nar, refs []string, deriv
 	return rec
 }
 
-func baseName(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
-		}
-	}
-	return p
-}
+// storeBase is a store path's base name (HASH-NAME).
+func storeBase(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+
+// inStore is the full store path of a base name.
+func (n *Node) inStore(base string) string { return n.cfg.StoreDir + "/" + base }

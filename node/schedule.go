@@ -247,7 +247,7 @@ func (lp *leaderPlanner) syncNodes(full bool) []*scheduler.Node {
 			if full {
 				out = append(out, &nd)
 			} else if err := lp.p.SetNode(&nd); err != nil {
-				lp.n.log.Debug("skip node the scheduler cannot take", keyNode, rec.Name, keyErr, err)
+				lp.n.log.Debug("skip node the scheduler cannot take", keyMember, rec.Name, keyErr, err)
 				continue
 			}
 		case old.FreeSlots != want.FreeSlots || old.Load != want.Load:

@@ -21,8 +21,8 @@ func randRead(b []byte) (int, error) { return rand.Read(b) }
 
 // startServices starts everything after the identity is settled.
 func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
-	rctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.run, n.cancel = rctx, cancel
 
 	// Cluster port: raft and RPC over mutual TLS.
 	n.mux = newMux(n.clusterLn, n.serverTLS, n.log)
@@ -43,7 +43,8 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		Layer:     &raftLayer{sub: n.mux.subs[muxRaft], advertise: advertise, dialer: n.dialer},
 		Bootstrap: bootstrap,
 		Scale:     n.cfg.Scale,
-		Logger:    n.log.With("component", "raft"),
+		// consensus names the node and the component itself.
+		Logger:    n.cfg.Logger,
 
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		TrailingLogs:      n.cfg.TrailingLogs,
@@ -68,7 +69,7 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	}
 
 	// Nar store, peer to peer, binary cache.
-	if err := n.startCache(); err != nil {
+	if err := n.startCache(ctx); err != nil {
 		return err
 	}
 
@@ -89,7 +90,7 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	} // else memberlist advertises the bound address and the port it picked
 	gcfg.SecretKey = n.secrets.GossipKey
 	gcfg.Scale = n.cfg.Scale
-	gcfg.Logger = n.log.With("component", "gossip")
+	gcfg.Logger = n.cfg.Logger // gossip names the node and the component itself
 	n.gossip, err = gossip.New(gcfg)
 	if err != nil {
 		return err

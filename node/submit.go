@@ -101,7 +101,7 @@ func (n *Node) readDrv(ctx context.Context, p string) ([]byte, error) {
 			return nil, fmt.Errorf("fetch %s from its holders: %w", p, err)
 		}
 		if f, ok = n.localFile(ni); !ok {
-			return nil, fmt.Errorf("%w: %s", ErrNotFound, p)
+			return nil, fmt.Errorf("%w: %s", consensus.ErrNotFound, p)
 		}
 	}
 	rc, _, err := n.disk.OpenNar(f.Key())

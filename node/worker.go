@@ -303,7 +303,7 @@ func (n *Node) storeOutputs(ctx context.Context, j *job, res builder.Result, can
 				return nil, nil, err
 			}
 		}
-		recs = append(recs, n.narInfoRecord(path, nar, refs, baseName(j.drv), system, ""))
+		recs = append(recs, n.narInfoRecord(path, nar, refs, storeBase(j.drv), system, ""))
 		outs = append(outs, consensus.Output{Name: name, Path: path, NarHash: nar.NarHash.String(), NarSize: nar.NarSize})
 	}
 	n.metrics.phase("store", storeStart)
