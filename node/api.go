@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"sort"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
+	"github.com/drvmesh/drvmesh/node/cluster"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -25,7 +25,7 @@ func (n *Node) httpHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/nodes", n.handleNodes)
 	mux.HandleFunc("GET /api/v1/key", n.handleKey)
 	mux.HandleFunc("GET /signing-key.pub", n.handleGuixKey)
-	mux.HandleFunc("POST /api/v1/join", n.handleJoin)
+	mux.Handle("POST /api/v1/join", cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log))
 	mux.HandleFunc("GET /api/v1/builds", n.handleListBuilds)
 	mux.HandleFunc("POST /api/v1/builds", n.admin(n.handleSubmit))
 	mux.HandleFunc("GET /api/v1/builds/{id}", n.handleShowBuild)
@@ -49,7 +49,7 @@ func (n *Node) admin(h http.HandlerFunc) http.HandlerFunc {
 			apiError(w, http.StatusServiceUnavailable, "the mesh is not ready yet; try again")
 			return
 		}
-		if tok == "" || subtle.ConstantTimeCompare([]byte(tokenHash(tok)), []byte(st.AdminTokenHash)) != 1 {
+		if tok == "" || subtle.ConstantTimeCompare([]byte(cluster.TokenHash(tok)), []byte(st.AdminTokenHash)) != 1 {
 			apiError(w, http.StatusUnauthorized, "wrong or missing admin token")
 			return
 		}
@@ -170,20 +170,20 @@ func (n *Node) handleNodes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleKey(w http.ResponseWriter, r *http.Request) {
-	out := map[string]string{"nix": n.signer.Public().String()}
-	if n.guix != nil {
-		out["guix"] = string(n.guix.PublicKeyText())
+	out := map[string]string{"nix": n.creds.Signer.Public().String()}
+	if n.creds.Guix != nil {
+		out["guix"] = string(n.creds.Guix.PublicKeyText())
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (n *Node) handleGuixKey(w http.ResponseWriter, r *http.Request) {
-	if n.guix == nil {
+	if n.creds.Guix == nil {
 		http.NotFound(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
-	_, _ = w.Write(n.guix.PublicKeyText())
+	_, _ = w.Write(n.creds.Guix.PublicKeyText())
 }
 
 // fresh makes a read linearizable when the caller asks (?fresh=1): the
@@ -192,27 +192,7 @@ func (n *Node) fresh(r *http.Request) error {
 	if r.URL.Query().Get("fresh") == "" {
 		return nil
 	}
-	if n.raft.IsLeader() {
-		return n.raft.Barrier(r.Context())
-	}
-	_, addr := n.raft.Leader()
-	if addr == "" {
-		return ErrNoLeader
-	}
-	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+"/rpc/index", nil)
-	resp, err := n.rpc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: the leader's commit index: %s", ErrNoLeader, resp.Status)
-	}
-	var ix indexJSON
-	if err := json.NewDecoder(resp.Body).Decode(&ix); err != nil {
-		return err
-	}
-	return n.waitApplied(r.Context(), ix.Commit)
+	return n.fwd.CatchUpWithLeader(r.Context())
 }
 
 func (n *Node) handleListBuilds(w http.ResponseWriter, r *http.Request) {

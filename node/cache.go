@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/drvmesh/drvmesh/consensus"
@@ -77,7 +76,7 @@ func (n *Node) startCache(ctx context.Context) error {
 		Fetcher:   n.p2p,
 		Logs:      logsView{n},
 		OnBadPeer: n.badPeer,
-		GuixKey:   n.guix,
+		GuixKey:   n.creds.Guix,
 		GuixHost:  n.cfg.Name,
 		// Narinfos change only when a nar gains a form or a signature:
 		// serve a rendering for a second before asking the index again.
@@ -139,14 +138,6 @@ func multiaddrOf(hostport string) string {
 		return "/ip4/0.0.0.0/tcp/" + port
 	}
 	return "/dns4/" + host + "/tcp/" + port
-}
-
-func peerIDOf(k crypto.PrivKey) (string, error) {
-	id, err := peer.IDFromPrivateKey(k)
-	if err != nil {
-		return "", err
-	}
-	return id.String(), nil
 }
 
 // indexView is the binary cache's read view of the replicated nar index.

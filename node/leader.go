@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 	"time"
 
 	"github.com/drvmesh/drvmesh/consensus"
@@ -200,14 +198,8 @@ func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, re
 func (n *Node) caughtUp(ctx context.Context, rec consensus.Node) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+rec.Raft+"/rpc/index", nil)
-	resp, err := n.rpc.Do(req)
+	ix, err := n.fwd.RemoteIndex(ctx, rec.Raft)
 	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	var ix indexJSON
-	if json.NewDecoder(resp.Body).Decode(&ix) != nil {
 		return false
 	}
 	_, commit, _ := n.raft.Stats()

@@ -1,19 +1,27 @@
 package node
 
-// Log keys used across the package, so every log line names things alike.
+import (
+	"github.com/drvmesh/drvmesh/node/internal/httpjson"
+	"github.com/drvmesh/drvmesh/node/internal/logkey"
+)
+
+// Log keys, from the node's one list.
 const (
-	keyErr     = "err"
-	keyNode    = "node"
-	keyMember  = "member"
-	keyPeer    = "peer"
-	keyRemote  = "remote"
-	keyBuild   = "build"
-	keyDrv     = "drv"
-	keyPath    = "path"
-	keyAddr    = "addr"
-	keyLeader  = "leader"
-	keyCount   = "count"
-	keyEvent   = "event"
-	keyElapsed = "elapsed"
-	keyState   = "state"
+	keyErr     = logkey.Err
+	keyNode    = logkey.Node
+	keyMember  = logkey.Member
+	keyPeer    = logkey.Peer
+	keyBuild   = logkey.Build
+	keyDrv     = logkey.Drv
+	keyPath    = logkey.Path
+	keyAddr    = logkey.Addr
+	keyCount   = logkey.Count
+	keyEvent   = logkey.Event
+	keyElapsed = logkey.Elapsed
+	keyState   = logkey.State
+)
+
+var (
+	writeJSON = httpjson.Write
+	apiError  = httpjson.Error
 )

@@ -89,7 +89,7 @@ func (n *Node) metaLoop(ctx context.Context) {
 				}
 			}
 		}
-		n.savePeers()
+		n.peers.Save()
 		if !indexed && n.raft.AppliedIndex() > 0 {
 			n.indexOwnFiles()
 			indexed = true

@@ -15,6 +15,7 @@ import (
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/narcache"
+	"github.com/drvmesh/drvmesh/node/internal/httpjson"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -154,7 +155,7 @@ func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
 		return err
 	}
 	// A copy may take longer than the RPC client's timeout: ctx bounds it.
-	client := *n.rpc
+	client := *n.creds.RPC
 	client.Timeout = 0
 	resp, err := client.Do(req)
 	if err != nil {
@@ -163,7 +164,7 @@ func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%s", apiErrorText(b))
+		return fmt.Errorf("%s", httpjson.ErrorText(b))
 	}
 	return nil
 }
@@ -212,7 +213,7 @@ func (n *Node) narInfoRecord(path string, nar narcache.Nar, refs []string, deriv
 	}
 	// Sign once, here; every node serves the same signature.
 	info := &store.NarInfo{StorePath: path, NarHash: nar.NarHash, NarSize: nar.NarSize, References: rec.References}
-	n.signer.SignNarInfo(info, n.cfg.StoreDir)
+	n.creds.Signer.SignNarInfo(info, n.cfg.StoreDir)
 	rec.Sigs = info.Sigs
 	return rec
 }

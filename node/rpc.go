@@ -10,20 +10,9 @@ import (
 // has already proved, by its certificate, that it is an admitted node.
 func (n *Node) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /rpc/apply", n.handleRPCApply)
-	mux.HandleFunc("GET /rpc/index", n.handleRPCIndex)
+	n.fwd.Routes(mux)
 	mux.HandleFunc("POST /rpc/replicate", n.handleRPCReplicate)
 	return mux
-}
-
-type indexJSON struct {
-	Commit  uint64 `json:"commit"`
-	Applied uint64 `json:"applied"`
-}
-
-func (n *Node) handleRPCIndex(w http.ResponseWriter, r *http.Request) {
-	_, commit, applied := n.raft.Stats()
-	writeJSON(w, http.StatusOK, indexJSON{Commit: commit, Applied: applied})
 }
 
 // handleRPCReplicate makes this node keep a copy of a nar another holds.

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,9 +14,8 @@ import (
 	"github.com/drvmesh/drvmesh/builder"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
+	"github.com/drvmesh/drvmesh/node/cluster"
 )
-
-func randRead(b []byte) (int, error) { return rand.Read(b) }
 
 // startServices starts everything after the identity is settled.
 func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
@@ -25,12 +23,9 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	n.run, n.cancel = rctx, cancel
 
 	// Cluster port: raft and RPC over mutual TLS.
-	n.mux = newMux(n.clusterLn, n.serverTLS, n.log)
+	n.mux = cluster.NewMux(n.clusterLn, n.creds.ServerTLS, n.log)
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.mux.serve() }()
-	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.subs[muxRPC]) }()
+	go func() { defer n.wg.Done(); n.mux.Serve() }()
 
 	advertise, err := net.ResolveTCPAddr("tcp", n.clusterAdvertise())
 	if err != nil {
@@ -40,11 +35,11 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		NodeID:    n.cfg.Name,
 		DataDir:   filepath.Join(n.cfg.DataDir, dirRaft),
 		Advertise: n.clusterAdvertise(),
-		Layer:     &raftLayer{sub: n.mux.subs[muxRaft], advertise: advertise, dialer: n.dialer},
+		Layer:     n.mux.RaftLayer(advertise, n.creds.Dialer),
 		Bootstrap: bootstrap,
 		Scale:     n.cfg.Scale,
 		// consensus names the node and the component itself.
-		Logger:    n.cfg.Logger,
+		Logger: n.cfg.Logger,
 
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		TrailingLogs:      n.cfg.TrailingLogs,
@@ -67,6 +62,10 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	if err := n.raft.Start(ctx); err != nil {
 		return err
 	}
+	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC)
+	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
 
 	// Nar store, peer to peer, binary cache.
 	if err := n.startCache(ctx); err != nil {
@@ -88,13 +87,14 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	if port != 0 {
 		gcfg.AdvertiseAddr, gcfg.AdvertisePort = n.cfg.Advertise, port
 	} // else memberlist advertises the bound address and the port it picked
-	gcfg.SecretKey = n.secrets.GossipKey
+	gcfg.SecretKey = n.creds.Secrets.GossipKey
 	gcfg.Scale = n.cfg.Scale
 	gcfg.Logger = n.cfg.Logger // gossip names the node and the component itself
 	n.gossip, err = gossip.New(gcfg)
 	if err != nil {
 		return err
 	}
+	n.peers = cluster.NewPeers(n.cfg.DataDir, n.cfg.Name, n.gossip, n.gossipAdvertise, n.raft.State)
 	if err := n.gossip.SetMeta(n.meta()); err != nil {
 		return err
 	}
@@ -155,8 +155,8 @@ func (n *Node) initMesh(ctx context.Context) error {
 	}
 	st := consensus.Settings{
 		Strategy:       n.cfg.Strategy,
-		JoinTokenHash:  tokenHash(n.secrets.JoinToken),
-		AdminTokenHash: tokenHash(n.AdminToken),
+		JoinTokenHash:  cluster.TokenHash(n.creds.Secrets.JoinToken),
+		AdminTokenHash: cluster.TokenHash(n.AdminToken),
 		MinCopies:      n.cfg.MinCopies,
 		Retries:        n.cfg.Retries,
 	}
@@ -183,9 +183,9 @@ func (n *Node) recordSelf(ctx context.Context, voter bool) error {
 func (n *Node) joinGossip(ctx context.Context) {
 	wait := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		addrs := n.knownGossipAddrs()
+		addrs := n.peers.Known()
 		if attempt%2 == 1 || len(addrs) == 0 {
-			addrs = append(addrs, n.peersFromState(ctx)...)
+			addrs = append(addrs, n.peers.FromState(ctx)...)
 		}
 		if len(addrs) > 0 {
 			if _, err := n.gossip.Join(addrs); err == nil {

@@ -69,7 +69,7 @@ func (n *Node) handleWeb(w http.ResponseWriter, r *http.Request) {
 	_ = webPage.Execute(w, map[string]any{
 		"Status":  n.status(),
 		"Nodes":   n.nodesView(),
-		"Key":     n.signer.Public().String(),
+		"Key":     n.creds.Signer.Public().String(),
 		"Running": running,
 		"Queued":  list(consensus.StateQueued, 30),
 		"Recent":  recent,

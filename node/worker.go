@@ -200,7 +200,7 @@ func (n *Node) runJob(ctx context.Context, j *job) {
 		DrvPath:     j.drv,
 		Substituter: n.URL(),
 		Prepared:    in.known,
-		TrustedKeys: []string{n.signer.Public().String()},
+		TrustedKeys: []string{n.creds.Signer.Public().String()},
 	}, lf)
 	n.metrics.phase("build", buildStart)
 	n.metrics.buildSeconds.Observe(time.Since(buildStart).Seconds())

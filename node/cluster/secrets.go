@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"crypto/rand"
@@ -15,21 +15,20 @@ import (
 
 // Data dir layout. Secrets are 0600, their folders 0700.
 const (
-	fileSecrets    = "mesh/secrets.json"
-	fileNodeKey    = "node/node.key"
-	fileNodeCert   = "node/node.crt"
-	fileIdentity   = "node/identity.json"
-	fileJoinToken  = "join-token"
-	fileAdminToken = "admin-token"
-	dirRaft        = "raft"
-	dirNars        = "nars"
-	dirLogs        = "logs"
-	fileP2PKey     = "node/p2p.key"
+	fileSecrets   = "mesh/secrets.json"
+	fileNodeKey   = "node/node.key"
+	fileNodeCert  = "node/node.crt"
+	fileIdentity  = "node/identity.json"
+	fileJoinToken = "join-token"
+	// FileAdminToken holds the admin token on the node that made the mesh.
+	FileAdminToken = "admin-token"
+	// FileP2PKey holds the node's libp2p identity.
+	FileP2PKey = "node/p2p.key"
 )
 
-// meshSecrets are what every member holds: the CA that admits nodes, the
+// MeshSecrets are what every member holds: the CA that admits nodes, the
 // gossip encryption key, the narinfo signing keys and the join token.
-type meshSecrets struct {
+type MeshSecrets struct {
 	MeshID     string `json:"mesh_id"`
 	CACert     string `json:"ca_cert"`
 	CAKey      string `json:"ca_key"`
@@ -58,9 +57,9 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// tokenHash is how tokens are kept in the replicated state: never the
+// TokenHash is how tokens are kept in the replicated state: never the
 // token itself.
-func tokenHash(tok string) string {
+func TokenHash(tok string) string {
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	return hex.EncodeToString(sum[:])
 }
@@ -93,7 +92,8 @@ func readJSONFile(dir, rel string, v any) error {
 	return nil
 }
 
-func writeJSONFile(dir, rel string, v any) error {
+// WriteJSONFile writes v as indented JSON to the secret file dir/rel.
+func WriteJSONFile(dir, rel string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -101,9 +101,9 @@ func writeJSONFile(dir, rel string, v any) error {
 	return writeSecretFile(dir, rel, append(b, '\n'))
 }
 
-// hasState reports whether dir already holds a node (mesh secrets and a
+// HasState reports whether dir already holds a node (mesh secrets and a
 // node identity), so a restart resumes instead of bootstrapping.
-func hasState(dir string) (bool, error) {
+func HasState(dir string) (bool, error) {
 	_, err1 := os.Stat(filepath.Join(dir, fileSecrets))
 	_, err2 := os.Stat(filepath.Join(dir, fileIdentity))
 	switch {

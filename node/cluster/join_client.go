@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"bytes"
@@ -13,9 +13,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/drvmesh/drvmesh/narcache"
 )
 
 // The join protocol runs over a member's public HTTP address, which may be
@@ -25,12 +32,8 @@ import (
 // and the nonce. Someone who watches the exchange without the token learns
 // nothing and can replay nothing.
 
-// errJoinRefused: a member refused the request for good (bad name, name
-// taken); asking again will not help.
-var errJoinRefused = errors.New("join refused")
-
-// joinRequest is what a new machine sends to POST /api/v1/join.
-type joinRequest struct {
+// JoinRequest is what a new machine sends to POST /api/v1/join.
+type JoinRequest struct {
 	Name      string `json:"name"`
 	Nonce     string `json:"nonce"`
 	Proof     string `json:"proof"`
@@ -49,9 +52,17 @@ type joinResponse struct {
 
 // joinGrant is what an admitted node receives.
 type joinGrant struct {
-	Secrets  meshSecrets `json:"secrets"`
+	Secrets  MeshSecrets `json:"secrets"`
 	NodeCert string      `json:"node_cert"`
 	Gossip   []string    `json:"gossip"`
+}
+
+// Prove sets a fresh nonce and the proof of the join token over it.
+func (req *JoinRequest) Prove(token string) {
+	nb := make([]byte, 16)
+	_, _ = rand.Read(nb)
+	req.Nonce = hex.EncodeToString(nb)
+	req.Proof = joinProof(token, req.Name, req.Nonce)
 }
 
 func joinProof(token, name, nonce string) string {
@@ -60,7 +71,7 @@ func joinProof(token, name, nonce string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func checkJoinProof(token string, req *joinRequest) bool {
+func checkJoinProof(token string, req *JoinRequest) bool {
 	want := joinProof(token, req.Name, req.Nonce)
 	return hmac.Equal([]byte(want), []byte(req.Proof))
 }
@@ -105,13 +116,106 @@ func unseal(key, sealed []byte) ([]byte, error) {
 	return plain, nil
 }
 
+// JoinConfig is what a new machine joins with.
+type JoinConfig struct {
+	DataDir string
+	Name    string
+	// Addrs are members' HTTP addresses (host:port or URLs).
+	Addrs []string
+	Token string
+	// This node's advertised addresses.
+	HTTP, Cluster, Gossip string
+	Log                   *slog.Logger
+}
+
+// Join asks a member to admit this node and writes what it grants (the
+// mesh secrets, the node certificate, the members' gossip addresses) to
+// the data dir; Load then reads it.
+func Join(ctx context.Context, cfg JoinConfig) error {
+	if cfg.Token == "" {
+		return fmt.Errorf("%w: joining needs --token (the join token printed by the mesh's first node, also in its DATA_DIR/join-token)", ErrBadToken)
+	}
+	key, err := newNodeKey()
+	if err != nil {
+		return err
+	}
+	pub, err := publicKeyPEM(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	// The libp2p identity is made now so the member can admit its peer id.
+	id, err := narcache.LoadOrCreateIdentity(filepath.Join(cfg.DataDir, FileP2PKey))
+	if err != nil {
+		return err
+	}
+	pid, err := peerIDOf(id)
+	if err != nil {
+		return err
+	}
+	req := JoinRequest{
+		Name: cfg.Name, PublicKey: string(pub),
+		HTTP: cfg.HTTP, Cluster: cfg.Cluster, Gossip: cfg.Gossip,
+		PeerID: pid,
+	}
+	// Members may be electing a leader (503) or restarting: try each
+	// address in turn for up to a minute. A refused token is final.
+	var grant *joinGrant
+	var errs []error
+	deadline := time.Now().Add(time.Minute)
+	for grant == nil && time.Now().Before(deadline) {
+		errs = errs[:0]
+		for _, addr := range cfg.Addrs {
+			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			grant, err = requestJoin(jctx, addr, cfg.Token, req)
+			cancel()
+			if err == nil {
+				break
+			}
+			if errors.Is(err, ErrBadToken) || errors.Is(err, errJoinRefused) {
+				return err
+			}
+			errs = append(errs, err)
+		}
+		if grant == nil {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	if grant == nil {
+		return fmt.Errorf("no member admitted this node (is --join right and the mesh up?): %w", errors.Join(errs...))
+	}
+	for _, f := range []struct {
+		rel  string
+		data []byte
+	}{
+		{fileNodeKey, keyPEM(key)},
+		{fileNodeCert, []byte(grant.NodeCert)},
+		{fileJoinToken, []byte(grant.Secrets.JoinToken + "\n")},
+	} {
+		if err := writeSecretFile(cfg.DataDir, f.rel, f.data); err != nil {
+			return err
+		}
+	}
+	if err := WriteJSONFile(cfg.DataDir, filePeers, grant.Gossip); err != nil {
+		return err
+	}
+	if err := WriteJSONFile(cfg.DataDir, fileSecrets, grant.Secrets); err != nil {
+		return err
+	}
+	if err := WriteJSONFile(cfg.DataDir, fileIdentity, identity{Name: cfg.Name}); err != nil {
+		return err
+	}
+	cfg.Log.Info("admitted to the mesh", "mesh", grant.Secrets.MeshID, "via", cfg.Addrs)
+	return nil
+}
+
 // requestJoin asks the member at addr (host:port or URL) to admit this
 // node, and returns the grant.
-func requestJoin(ctx context.Context, addr, token string, req joinRequest) (*joinGrant, error) {
-	nb := make([]byte, 16)
-	_, _ = rand.Read(nb)
-	req.Nonce = hex.EncodeToString(nb)
-	req.Proof = joinProof(token, req.Name, req.Nonce)
+func requestJoin(ctx context.Context, addr, token string, req JoinRequest) (*joinGrant, error) {
+	req.Prove(token)
 	body, _ := json.Marshal(req)
 	url := strings.TrimSuffix(baseURL(addr), "/") + "/api/v1/join"
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
@@ -159,17 +263,10 @@ func baseURL(addr string) string {
 	return "http://" + addr
 }
 
-// apiErrorText extracts {"error": "..."} or returns the body trimmed.
-func apiErrorText(b []byte) string {
-	var e struct {
-		Error string `json:"error"`
+func peerIDOf(k crypto.PrivKey) (string, error) {
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		return "", err
 	}
-	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return e.Error
-	}
-	s := strings.TrimSpace(string(b))
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
+	return id.String(), nil
 }

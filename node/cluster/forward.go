@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"bytes"
@@ -15,10 +15,28 @@ import (
 	"github.com/drvmesh/drvmesh/consensus"
 )
 
-// Writes may arrive at any node; only the leader applies them. apply
-// sends a command to raft here when this node leads, and otherwise
-// forwards it over the cluster port to the leader, retrying while an
-// election is under way.
+// Writes may arrive at any node; only the leader applies them. A
+// Forwarder sends a command to raft here when this node leads, and
+// otherwise forwards it over the cluster port to the leader, retrying
+// while an election is under way.
+
+// Forwarder applies commands through the leader and serves the leader's
+// side of forwarding (/rpc/apply, /rpc/index).
+type Forwarder struct {
+	raft *consensus.Raft
+	rpc  *http.Client
+}
+
+// NewForwarder forwards over rpc, a client of the cluster port.
+func NewForwarder(r *consensus.Raft, rpc *http.Client) *Forwarder {
+	return &Forwarder{raft: r, rpc: rpc}
+}
+
+// Routes adds the leader's side of forwarding to the cluster port's mux.
+func (f *Forwarder) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /rpc/apply", f.handleApply)
+	mux.HandleFunc("GET /rpc/index", f.handleIndex)
+}
 
 // applyResult is the wire form of a command's result: every result type
 // of consensus carries a list of build ids.
@@ -60,21 +78,22 @@ func resultIDs(res any) []string {
 	return nil
 }
 
-// apply replicates cmd through the leader and returns the ids its result
-// names.
-func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, error) {
-	return n.applyWith(ctx, cmd, true)
+// ApplyAndCatchUp replicates cmd through the leader and returns the ids
+// its result names once this node's state includes it too (read your
+// writes).
+func (f *Forwarder) ApplyAndCatchUp(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	return f.applyWith(ctx, cmd, true)
 }
 
-// applyAtLeader is apply without read-your-writes: it returns once the
-// leader has applied cmd, without waiting for this node's state to catch
-// up (which takes until the leader's next message). For the worker's own
-// reports, which nothing here reads back at once.
-func (n *Node) applyAtLeader(ctx context.Context, cmd consensus.Command) ([]string, error) {
-	return n.applyWith(ctx, cmd, false)
+// ApplyAtLeader is ApplyAndCatchUp without read-your-writes: it returns
+// once the leader has applied cmd, without waiting for this node's state
+// to catch up (which takes until the leader's next message). For a
+// building node's own reports, which nothing here reads back at once.
+func (f *Forwarder) ApplyAtLeader(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	return f.applyWith(ctx, cmd, false)
 }
 
-func (n *Node) applyWith(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
+func (f *Forwarder) applyWith(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
@@ -82,7 +101,7 @@ func (n *Node) applyWith(ctx context.Context, cmd consensus.Command, readYourWri
 	}
 	wait := 20 * time.Millisecond
 	for {
-		ids, err := n.applyOnce(ctx, cmd, readYourWrites)
+		ids, err := f.applyOnce(ctx, cmd, readYourWrites)
 		if err == nil {
 			return ids, nil
 		}
@@ -119,14 +138,12 @@ func idempotent(cmd consensus.Command) bool {
 	return false
 }
 
-var errForward = errors.New("forward to leader")
-
-func (n *Node) applyOnce(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
-	if n.raft.IsLeader() {
-		res, err := n.raft.Apply(ctx, cmd)
+func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
+	if f.raft.IsLeader() {
+		res, err := f.raft.Apply(ctx, cmd)
 		return resultIDs(res), err
 	}
-	_, addr := n.raft.Leader()
+	_, addr := f.raft.Leader()
 	if addr == "" {
 		return nil, ErrNoLeader
 	}
@@ -138,7 +155,7 @@ func (n *Node) applyOnce(ctx context.Context, cmd consensus.Command, readYourWri
 	if err != nil {
 		return nil, err
 	}
-	resp, err := n.rpc.Do(req)
+	resp, err := f.rpc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errForward, err)
 	}
@@ -154,7 +171,7 @@ func (n *Node) applyOnce(ctx context.Context, cmd consensus.Command, readYourWri
 	// Read your writes: what this node serves next must include the
 	// command, so wait until it is applied here too.
 	if readYourWrites {
-		if err := n.waitApplied(ctx, ar.Index); err != nil {
+		if err := f.CatchUp(ctx, ar.Index); err != nil {
 			return ar.IDs, err
 		}
 	}
@@ -167,8 +184,8 @@ func (n *Node) applyOnce(ctx context.Context, cmd consensus.Command, readYourWri
 	return ar.IDs, nil
 }
 
-// handleRPCApply is the leader's side of forwarding.
-func (n *Node) handleRPCApply(w http.ResponseWriter, r *http.Request) {
+// handleApply is the leader's side of forwarding.
+func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -179,14 +196,14 @@ func (n *Node) handleRPCApply(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, applyResult{Error: err.Error(), Kind: "bad_command"})
 		return
 	}
-	if !n.raft.IsLeader() {
+	if !f.raft.IsLeader() {
 		http.Error(w, "not the leader", http.StatusServiceUnavailable)
 		return
 	}
-	res, err := n.raft.Apply(r.Context(), cmd)
+	res, err := f.raft.Apply(r.Context(), cmd)
 	// The state's own index: raft's may count entries the state has not
 	// applied yet, and may end on a configuration entry the state never sees.
-	out := applyResult{IDs: resultIDs(res), Index: n.raft.State().AppliedIndex()}
+	out := applyResult{IDs: resultIDs(res), Index: f.raft.State().AppliedIndex()}
 	if err != nil {
 		var nl *consensus.NotLeaderError
 		if errors.As(err, &nl) {
@@ -198,28 +215,21 @@ func (n *Node) handleRPCApply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	_ = enc.Encode(v)
-}
-
-// waitApplied waits until this node's state includes raft index idx.
+// CatchUp waits until this node's state includes raft index idx.
 // Raft's applied index counts entries handed to the state, which may not
 // have applied them yet, so it then waits for the state's own index too.
 // That second wait is bounded: after a snapshot install the state is
 // current while its index stays behind until the next entry.
-func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
-	st := n.raft.State()
-	if n.raft.AppliedIndex() >= idx && st.AppliedIndex() >= idx {
+func (f *Forwarder) CatchUp(ctx context.Context, idx uint64) error {
+	st := f.raft.State()
+	if f.raft.AppliedIndex() >= idx && st.AppliedIndex() >= idx {
 		return nil
 	}
-	changes, unsub := n.raft.Subscribe()
+	changes, unsub := f.raft.Subscribe()
 	defer unsub()
 	var caughtUp time.Time
 	for st.AppliedIndex() < idx {
-		if caughtUp.IsZero() && n.raft.AppliedIndex() >= idx {
+		if caughtUp.IsZero() && f.raft.AppliedIndex() >= idx {
 			caughtUp = time.Now()
 		}
 		if !caughtUp.IsZero() && time.Since(caughtUp) > time.Second {
@@ -233,4 +243,53 @@ func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
 		}
 	}
 	return nil
+}
+
+// Index is a node's raft commit index and the index it has applied.
+type Index struct {
+	Commit  uint64 `json:"commit"`
+	Applied uint64 `json:"applied"`
+}
+
+func (f *Forwarder) handleIndex(w http.ResponseWriter, r *http.Request) {
+	_, commit, applied := f.raft.Stats()
+	writeJSON(w, http.StatusOK, Index{Commit: commit, Applied: applied})
+}
+
+// RemoteIndex asks the node whose cluster port is addr for its indexes.
+func (f *Forwarder) RemoteIndex(ctx context.Context, addr string) (Index, error) {
+	var ix Index
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/rpc/index", nil)
+	if err != nil {
+		return ix, err
+	}
+	resp, err := f.rpc.Do(req)
+	if err != nil {
+		return ix, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ix, fmt.Errorf("index of %s: %s", addr, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ix); err != nil {
+		return ix, fmt.Errorf("index of %s: %w", addr, err)
+	}
+	return ix, nil
+}
+
+// CatchUpWithLeader makes a read linearizable: it returns once this node
+// has applied everything the leader had committed when asked.
+func (f *Forwarder) CatchUpWithLeader(ctx context.Context) error {
+	if f.raft.IsLeader() {
+		return f.raft.Barrier(ctx)
+	}
+	_, addr := f.raft.Leader()
+	if addr == "" {
+		return ErrNoLeader
+	}
+	ix, err := f.RemoteIndex(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("%w: the leader's commit index: %v", ErrNoLeader, err)
+	}
+	return f.CatchUp(ctx, ix.Commit)
 }

@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"crypto"
@@ -32,8 +32,8 @@ type CA struct {
 	Key     *ecdsa.PrivateKey
 }
 
-// newCA makes a fresh mesh CA.
-func newCA(meshID string) (*CA, error) {
+// NewCA makes a fresh mesh CA.
+func NewCA(meshID string) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate ca key: %w", err)
@@ -90,10 +90,10 @@ func (ca *CA) Issue(name string, pub crypto.PublicKey) ([]byte, error) {
 	return pemBlock("CERTIFICATE", der), nil
 }
 
-// tlsConfigs builds the mutual-TLS server and client configurations for a
+// TLSConfigs builds the mutual-TLS server and client configurations for a
 // node: both sides present their node certificate and accept only peers
 // whose certificate the mesh CA signed.
-func tlsConfigs(ca *CA, certPEM, keyPEMBytes []byte) (server, client *tls.Config, err error) {
+func TLSConfigs(ca *CA, certPEM, keyPEMBytes []byte) (server, client *tls.Config, err error) {
 	pair, err := tls.X509KeyPair(certPEM, keyPEMBytes)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load node certificate: %w", err)
@@ -133,6 +133,19 @@ func verifyChain(pool *x509.CertPool, raw [][]byte) error {
 		return fmt.Errorf("%w: %v", ErrNotMember, err)
 	}
 	return nil
+}
+
+// NewIdentity makes a node key and its certificate for name, both PEM.
+func (ca *CA) NewIdentity(name string) (certPEM, keyPEMBytes []byte, err error) {
+	k, err := newNodeKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := ca.Issue(name, &k.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, keyPEM(k), nil
 }
 
 // newNodeKey makes a node's private key.

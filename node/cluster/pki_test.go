@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"context"
@@ -24,16 +24,16 @@ func testIdentity(t *testing.T, ca *CA, name string) (certPEM, keyPEMBytes []byt
 }
 
 func TestMux_MutualTLS(t *testing.T) {
-	ca, err := newCA("test")
+	ca, err := NewCA("test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := newCA("other")
+	other, err := NewCA("other")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srvCert, srvKey := testIdentity(t, ca, "server")
-	srvConf, _, err := tlsConfigs(ca, srvCert, srvKey)
+	srvConf, _, err := TLSConfigs(ca, srvCert, srvKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +41,8 @@ func TestMux_MutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMux(ln, srvConf, slog.New(slog.DiscardHandler))
-	go m.serve()
+	m := NewMux(ln, srvConf, slog.New(slog.DiscardHandler))
+	go m.Serve()
 	defer m.Close()
 	go func() {
 		for {
@@ -56,13 +56,13 @@ func TestMux_MutualTLS(t *testing.T) {
 
 	dial := func(c *CA, name string) error {
 		cert, key := testIdentity(t, c, name)
-		_, cliConf, err := tlsConfigs(ca, cert, key)
+		_, cliConf, err := TLSConfigs(ca, cert, key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		conn, err := (&clusterDialer{conf: cliConf}).dial(ctx, ln.Addr().String(), muxRaft)
+		conn, err := (&Dialer{conf: cliConf}).dial(ctx, ln.Addr().String(), muxRaft)
 		if err != nil {
 			return err
 		}
@@ -88,7 +88,7 @@ func TestMux_MutualTLS(t *testing.T) {
 }
 
 func TestJoin_SealAndProof(t *testing.T) {
-	req := &joinRequest{Name: "n2", Nonce: "abc"}
+	req := &JoinRequest{Name: "n2", Nonce: "abc"}
 	req.Proof = joinProof("tok", req.Name, req.Nonce)
 	if !checkJoinProof("tok", req) {
 		t.Fatal("right token refused")

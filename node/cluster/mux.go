@@ -1,9 +1,8 @@
-package node
+package cluster
 
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,9 +22,9 @@ const (
 	muxRPC  byte = 'H'
 )
 
-// muxListener accepts mutual-TLS connections and hands each to the
-// sub-listener its first byte names.
-type muxListener struct {
+// Mux accepts mutual-TLS connections on the cluster port and hands each
+// to the sub-listener its first byte names.
+type Mux struct {
 	ln      net.Listener
 	conf    *tls.Config
 	log     *slog.Logger
@@ -37,16 +36,18 @@ type muxListener struct {
 	wg sync.WaitGroup
 }
 
-func newMux(ln net.Listener, serverConf *tls.Config, log *slog.Logger) *muxListener {
-	m := &muxListener{ln: ln, conf: serverConf, log: log, closed: make(chan struct{}), subs: map[byte]*subListener{}}
+// NewMux serves the cluster port on ln with the node's server TLS
+// configuration; Serve accepts, Close stops.
+func NewMux(ln net.Listener, serverConf *tls.Config, log *slog.Logger) *Mux {
+	m := &Mux{ln: ln, conf: serverConf, log: log, closed: make(chan struct{}), subs: map[byte]*subListener{}}
 	for _, b := range []byte{muxRaft, muxRPC} {
 		m.subs[b] = &subListener{parent: m, conns: make(chan net.Conn, 16), closed: make(chan struct{})}
 	}
 	return m
 }
 
-// serve accepts until the listener closes.
-func (m *muxListener) serve() {
+// Serve accepts until the listener closes.
+func (m *Mux) Serve() {
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
@@ -78,7 +79,7 @@ func (m *muxListener) serve() {
 	}
 }
 
-func (m *muxListener) handshake(c net.Conn) {
+func (m *Mux) handshake(c net.Conn) {
 	tc := tls.Server(c, m.conf)
 	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 	var kind [1]byte
@@ -106,7 +107,8 @@ func (m *muxListener) handshake(c net.Conn) {
 	}
 }
 
-func (m *muxListener) Close() error {
+// Close stops accepting and waits for the handshakes under way.
+func (m *Mux) Close() error {
 	var err error
 	m.closeMu.Do(func() {
 		m.mu.Lock()
@@ -120,7 +122,7 @@ func (m *muxListener) Close() error {
 
 // subListener is one protocol's view of the cluster port.
 type subListener struct {
-	parent    *muxListener
+	parent    *Mux
 	conns     chan net.Conn
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -144,12 +146,20 @@ func (s *subListener) Close() error {
 }
 func (s *subListener) Addr() net.Addr { return s.parent.ln.Addr() }
 
-// clusterDialer opens mutual-TLS connections to other nodes' cluster ports.
-type clusterDialer struct {
+// Dialer opens mutual-TLS connections to other nodes' cluster ports.
+type Dialer struct {
 	conf *tls.Config
 }
 
-func (d *clusterDialer) dial(ctx context.Context, addr string, kind byte) (net.Conn, error) {
+// NewDialer dials with the client TLS configuration conf.
+func NewDialer(conf *tls.Config) *Dialer { return &Dialer{conf: conf} }
+
+// DialRaft opens a raft connection to the cluster port at addr.
+func (d *Dialer) DialRaft(ctx context.Context, addr string) (net.Conn, error) {
+	return d.dial(ctx, addr, muxRaft)
+}
+
+func (d *Dialer) dial(ctx context.Context, addr string, kind byte) (net.Conn, error) {
 	var nd net.Dialer
 	c, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -171,11 +181,20 @@ func (d *clusterDialer) dial(ctx context.Context, addr string, kind byte) (net.C
 	return tc, nil
 }
 
+// RaftLayer is raft's StreamLayer over the cluster port of mux, which
+// other nodes reach at advertise.
+func (m *Mux) RaftLayer(advertise net.Addr, d *Dialer) raft.StreamLayer {
+	return &raftLayer{sub: m.subs[muxRaft], advertise: advertise, dialer: d}
+}
+
+// RPCListener is the cluster port's listener for node-to-node RPC.
+func (m *Mux) RPCListener() net.Listener { return m.subs[muxRPC] }
+
 // raftLayer is raft's StreamLayer over the cluster port.
 type raftLayer struct {
 	sub       *subListener
 	advertise net.Addr
-	dialer    *clusterDialer
+	dialer    *Dialer
 }
 
 var _ raft.StreamLayer = (*raftLayer)(nil)
@@ -195,9 +214,9 @@ func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 	return l.dialer.dial(ctx, string(addr), muxRaft)
 }
 
-// rpcClient is an HTTP client whose connections go to a node's cluster port
+// RPCClient is an HTTP client whose connections go to a node's cluster port
 // over mutual TLS. URLs are http://CLUSTER-ADDR/path.
-func (d *clusterDialer) rpcClient() *http.Client {
+func (d *Dialer) RPCClient() *http.Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return d.dial(ctx, addr, muxRPC)
@@ -206,12 +225,4 @@ func (d *clusterDialer) rpcClient() *http.Client {
 		IdleConnTimeout:     60 * time.Second,
 	}
 	return &http.Client{Transport: tr, Timeout: 60 * time.Second}
-}
-
-// peerName is the admitted node name of the other side of an RPC request.
-func peerName(r *http.Request) (string, error) {
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return "", errors.New("no peer certificate")
-	}
-	return r.TLS.PeerCertificates[0].Subject.CommonName, nil
 }
