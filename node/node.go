@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/drvmesh/drvmesh/builder"
@@ -16,6 +15,7 @@ import (
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/narcache"
 	"github.com/drvmesh/drvmesh/node/cluster"
+	"github.com/drvmesh/drvmesh/node/leader"
 )
 
 // Node is one member of a drvmesh mesh.
@@ -57,14 +57,10 @@ type Node struct {
 	// metaKick asks metaLoop to gossip the meta now (see pushMeta).
 	metaKick chan struct{}
 
-	// hookRan holds the events whose hook ran here but whose
-	// acknowledgement did not commit: leading again, this node
-	// acknowledges them without running the hook a second time.
-	hookRan map[uint64]bool
-	// leaderStopped is closed when the leader loop has returned.
+	// leader runs the leader-only duties; leaderStopped is closed when
+	// its loop has returned.
+	leader        *leader.Leader
 	leaderStopped chan struct{}
-	// sched is the scheduler state of the current term while leading.
-	sched atomic.Pointer[leaderPlanner]
 
 	stopOnce sync.Once
 	// run is the node's run context: every goroutine the node starts
@@ -81,7 +77,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), jobs: map[string]*job{}, reported: map[string]int{}, metaKick: make(chan struct{}, 1), hookRan: map[uint64]bool{}, files: map[string]string{}, metrics: newMetrics()}, nil
+	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), jobs: map[string]*job{}, reported: map[string]int{}, metaKick: make(chan struct{}, 1), files: map[string]string{}, metrics: newMetrics()}, nil
 }
 
 // Name is the node's name.

@@ -116,36 +116,11 @@ func (n *Node) schedNodes(st *consensus.FSM) ([]*scheduler.Node, map[string]bool
 // false when this node does not lead or the state moved during the read;
 // the caller asks again.
 func (n *Node) planCheck(extra int) (got, want scheduler.Plan, ok bool) {
-	lp := n.sched.Load()
+	lp := n.leader.Planner()
 	if lp == nil {
 		return got, want, false
 	}
-	lp.mu.Lock()
-	defer lp.mu.Unlock()
-	st := n.raft.State()
-	idx := st.AppliedIndex()
-	lp.sync()
-	if lp.p == nil {
-		return got, want, false
-	}
-	now := time.Now()
-	ref, cfg := referenceState(n, now)
-	if st.AppliedIndex() != idx {
-		return got, want, false
-	}
-	if len(ref.NodeList) != len(lp.told) {
-		return got, want, false // gossip moved
-	}
-	for _, nd := range ref.NodeList {
-		nd.FreeSlots += extra
-	}
-	for name, t := range lp.told {
-		_ = lp.p.SetCapacity(name, t.FreeSlots+extra, t.Load)
-	}
-	got = lp.p.Plan(now)
-	for name, t := range lp.told {
-		_ = lp.p.SetCapacity(name, t.FreeSlots, t.Load)
-	}
-	want = scheduler.Schedule(ref, cfg, now)
-	return got, want, true
+	return lp.Compare(extra, func(now time.Time) (*scheduler.SliceState, scheduler.Config) {
+		return referenceState(n, now)
+	})
 }

@@ -75,7 +75,7 @@ func (m *testMesh) leading() *Node {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, n := range m.nodes {
-		if n.raft.IsLeader() && n.sched.Load() != nil {
+		if n.raft.IsLeader() && n.leader.Planner() != nil {
 			return n
 		}
 	}
@@ -151,10 +151,8 @@ func TestNode_PlannerMatchesSchedule(t *testing.T) {
 			bs, _ := lead.raft.State().ListBuilds(consensus.BuildFilter{State: consensus.StateQueued})
 			return len(bs) == len(ids)-2
 		})
-		if lp := lead.sched.Load(); lp != nil {
-			lp.mu.Lock()
-			wake := lp.nextWake(time.Now())
-			lp.mu.Unlock()
+		if lp := lead.leader.Planner(); lp != nil {
+			wake := lp.NextWake()
 			if !wake.Equal(far) {
 				t.Fatalf("planner wakes at %v, want the deferred build's %v", wake, far)
 			}
@@ -215,7 +213,7 @@ func TestNode_PlannerMatchesSchedule(t *testing.T) {
 			return l != nil && l != old
 		})
 		testutil.Eventually(t, 10*time.Second, "the old leader drops its planner", func() bool {
-			return old.sched.Load() == nil
+			return old.leader.Planner() == nil
 		})
 		nl := m.leading()
 		more := []consensus.Build{graphBuild(10, 4), graphBuild(11, 0)}
@@ -255,25 +253,17 @@ func BenchmarkNode_LeaderRound(b *testing.B) {
 		}
 		last = mustApply(b, solo, &consensus.SubmitBuilds{Builds: builds, Drvs: drvs})
 	}
-	lp := solo.sched.Load()
-	has := func(id string) bool {
-		lp.mu.Lock()
-		defer lp.mu.Unlock()
-		return lp.p != nil && lp.p.Has(id)
-	}
+	lp := solo.leader.Planner()
+	has := lp.Has
 	// The last build depends on queued builds: it stays queued.
 	testutil.Eventually(b, 60*time.Second, "the planner holds the queue", func() bool { return has(last[len(last)-1]) })
-	lp.mu.Lock()
-	stats := lp.p.Stats()
-	lp.mu.Unlock()
+	stats := lp.Stats()
 	start := time.Now()
 	ref, cfg := referenceState(solo, start)
 	scheduler.Schedule(ref, cfg, start)
 	full := time.Since(start)
 
-	lp.mu.Lock()
-	rounds0, busy0 := lp.rounds, lp.busy
-	lp.mu.Unlock()
+	rounds0, busy0 := lp.Rounds()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		j := queued + i
@@ -284,14 +274,9 @@ func BenchmarkNode_LeaderRound(b *testing.B) {
 		testutil.Eventually(b, 10*time.Second, "the planner holds the new build", func() bool { return has(ids[0]) })
 	}
 	b.StopTimer()
-	lp.mu.Lock()
-	rounds, busy := lp.rounds-rounds0, lp.busy-busy0
-	lp.mu.Unlock()
-	lp.mu.Lock()
-	start = time.Now()
-	lp.rebuild()
-	rebuild := time.Since(start)
-	lp.mu.Unlock()
+	rounds, busy := lp.Rounds()
+	rounds, busy = rounds-rounds0, busy-busy0
+	rebuild := lp.Reread()
 	if rounds > 0 {
 		b.ReportMetric(float64(busy.Microseconds())/1000/float64(rounds), "round-ms")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/node/cluster"
+	"github.com/drvmesh/drvmesh/node/leader"
 )
 
 // startServices starts everything after the identity is settled.
@@ -133,9 +134,15 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.joinGossip(rctx) }()
+	n.leader = leader.New(leader.Config{
+		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,
+		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: copies{n}, Submit: submitter{n},
+		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
+	})
 	n.leaderStopped = make(chan struct{})
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); defer close(n.leaderStopped); n.leaderLoop(rctx) }()
+	go func() { defer n.wg.Done(); defer close(n.leaderStopped); n.leader.Run(rctx) }()
 	for _, loop := range []func(context.Context){n.workerLoop, n.metaLoop} {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); loop(rctx) }()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -258,83 +257,4 @@ func latestBuild(st *consensus.FSM, drv, state string) *consensus.Build {
 func latestFinished(st *consensus.FSM, drv string) bool {
 	b := latestBuild(st, drv, "")
 	return b != nil && (b.State == consensus.StateFailed || b.State == consensus.StateCanceled)
-}
-
-// producesPath reports whether p is an output of the derivation d.
-func producesPath(d *consensus.Drv, p string) bool {
-	for _, o := range d.Outputs {
-		if o == p {
-			return true
-		}
-	}
-	return false
-}
-
-// submitMissing is the leader's answer to builds waiting for inputs the
-// mesh lacks: it submits a build for each missing input's derivation
-// that has none yet, as the Guix Build Coordinator does. A build whose
-// missing input's newest build failed for good (or was canceled) fails
-// too, naming that input: it would otherwise wait forever. Submitting
-// the input again, then the build, starts over.
-func (n *Node) submitMissing(ctx context.Context) {
-	st := n.raft.State()
-	var waiting []*consensus.Build
-	_ = st.QueuedBuilds(func(b *consensus.Build) bool {
-		if len(b.WaitingFor) > 0 {
-			waiting = append(waiting, b)
-		}
-		return true
-	})
-	if len(waiting) == 0 {
-		return
-	}
-	rd := n.newDrvReader(ctx)
-	hasher := store.NewHasher(rd.load)
-	var want []string
-	failing := map[string][]string{} // error → waiting build ids
-	for _, b := range waiting {
-		d, err := st.Drv(b.Derivation)
-		if err != nil || d == nil {
-			continue
-		}
-	inputs:
-		for _, missing := range b.WaitingFor {
-			for in := range d.InputDrvs {
-				rec, err := n.drvRecord(in, rd, hasher)
-				if err != nil {
-					continue
-				}
-				if !producesPath(rec, missing) {
-					continue
-				}
-				switch last := latestBuild(st, in, ""); {
-				case last == nil:
-					if !slices.Contains(want, in) {
-						want = append(want, in)
-					}
-				case last.State == consensus.StateFailed || last.State == consensus.StateCanceled:
-					msg := fmt.Sprintf("input %s %s (build %s)", in, last.State, last.ID)
-					failing[msg] = append(failing[msg], b.ID)
-					break inputs
-				}
-			}
-		}
-	}
-	for msg, ids := range failing {
-		failed, err := n.apply(ctx, &consensus.FailQueued{IDs: ids, Error: msg})
-		if err != nil {
-			n.log.Warn("fail builds whose input failed", keyErr, err)
-			continue
-		}
-		n.log.Info("failed builds whose input failed", keyCount, len(failed), "reason", msg)
-	}
-	if len(want) == 0 {
-		return
-	}
-	res, err := n.submit(ctx, submitRequest{Derivations: want, Retries: -1})
-	if err != nil {
-		n.log.Warn("submit builds for missing inputs", keyErr, err)
-		return
-	}
-	n.log.Info("submitted builds for missing inputs", keyCount, len(res))
 }

@@ -1,4 +1,4 @@
-package node
+package leader
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,31 +30,43 @@ const (
 	hookStopGrace = 5 * time.Second
 )
 
-// hookHandover is how long a new leader waits before it runs hooks, and
+// hookRunner runs the hooks of the replicated event queue while this node
+// leads. It owns ran, the events whose hook ran here but whose
+// acknowledgement did not commit: leading again, this node acknowledges
+// them without running the hook a second time.
+type hookRunner struct {
+	cfg   Config
+	raft  Raft
+	apply Applier
+	log   *slog.Logger
+	ran   map[uint64]bool
+}
+
+// handover is how long a new leader waits before it runs hooks, and
 // how long a node that lost leadership keeps trying to acknowledge the
 // hooks it ran (through the new leader): an event whose hook ran is then
 // not run again by the next leader.
-func (n *Node) hookHandover() time.Duration {
+func (h *hookRunner) handover() time.Duration {
 	d := 3 * time.Second
-	if n.cfg.Fast {
+	if h.cfg.Fast {
 		d = 500 * time.Millisecond
 	}
-	return time.Duration(float64(d) * n.cfg.Scale)
+	return time.Duration(float64(d) * h.cfg.Scale)
 }
 
-// hookLoop drains the event queue while this node leads.
-func (n *Node) hookLoop(ctx context.Context) {
-	changes, unsub := n.raft.Subscribe()
+// run drains the event queue while this node leads.
+func (h *hookRunner) run(ctx context.Context) {
+	changes, unsub := h.raft.Subscribe()
 	defer unsub()
 	select {
 	case <-ctx.Done():
 		return
-	case <-time.After(n.hookHandover()):
+	case <-time.After(h.handover()):
 	}
 	retryAt := map[uint64]time.Time{}
 	failures := map[uint64]int{}
 	for {
-		next := n.runHooks(ctx, retryAt, failures)
+		next := h.runHooks(ctx, retryAt, failures)
 		wait := time.Minute
 		if !next.IsZero() {
 			wait = max(time.Until(next), 10*time.Millisecond)
@@ -69,14 +82,14 @@ func (n *Node) hookLoop(ctx context.Context) {
 
 // runHooks handles every pending event that is due and returns when the
 // next retry is due (zero if none waits).
-func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failures map[uint64]int) time.Time {
-	evs, err := n.raft.State().PendingEvents(256)
+func (h *hookRunner) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failures map[uint64]int) time.Time {
+	evs, err := h.raft.State().PendingEvents(256)
 	if err != nil {
 		return time.Time{}
 	}
-	for seq := range n.hookRan {
+	for seq := range h.ran {
 		if len(evs) == 0 || seq < evs[0].Seq {
-			delete(n.hookRan, seq) // acknowledged
+			delete(h.ran, seq) // acknowledged
 		}
 	}
 	if len(evs) == 0 {
@@ -90,18 +103,18 @@ func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failu
 		}
 		// Acknowledging is idempotent: retry, through the next leader if
 		// this node lost leadership meanwhile.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.hookHandover())
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.handover())
 		defer cancel()
 		for {
-			_, err := n.apply(actx, &consensus.AckEvents{Seqs: acks})
+			_, err := h.apply.ApplyAndCatchUp(actx, &consensus.AckEvents{Seqs: acks})
 			if err == nil {
 				for _, seq := range acks {
-					delete(n.hookRan, seq)
+					delete(h.ran, seq)
 				}
 				break
 			}
 			if actx.Err() != nil {
-				n.log.Warn("acknowledge hook events", keyErr, err)
+				h.log.Warn("acknowledge hook events", keyErr, err)
 				break
 			}
 			select {
@@ -116,7 +129,7 @@ func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failu
 		if ctx.Err() != nil {
 			return time.Time{}
 		}
-		if n.hookRan[ev.Seq] {
+		if h.ran[ev.Seq] {
 			acks = append(acks, ev.Seq) // ran in an earlier term
 			continue
 		}
@@ -126,9 +139,9 @@ func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failu
 			}
 			continue
 		}
-		err := n.runHook(ctx, ev)
+		err := h.runHook(ctx, ev)
 		if err == nil {
-			n.hookRan[ev.Seq] = true
+			h.ran[ev.Seq] = true
 			delete(retryAt, ev.Seq)
 			delete(failures, ev.Seq)
 			acks = append(acks, ev.Seq)
@@ -143,7 +156,7 @@ func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failu
 		failures[ev.Seq]++
 		backoff := min(time.Duration(1<<min(failures[ev.Seq], 12))*time.Second, hookMaxBackoff)
 		retryAt[ev.Seq] = time.Now().Add(backoff)
-		n.log.Warn("hook failed; will retry", keyEvent, ev.Type, keyBuild, ev.BuildID, "attempt", failures[ev.Seq], "retry_in", backoff, keyErr, err)
+		h.log.Warn("hook failed; will retry", keyEvent, ev.Type, keyBuild, ev.BuildID, "attempt", failures[ev.Seq], "retry_in", backoff, keyErr, err)
 		if next.IsZero() || retryAt[ev.Seq].Before(next) {
 			next = retryAt[ev.Seq]
 		}
@@ -152,11 +165,11 @@ func (n *Node) runHooks(ctx context.Context, retryAt map[uint64]time.Time, failu
 }
 
 // runHook runs DIR/<event> for one event, if it exists.
-func (n *Node) runHook(ctx context.Context, ev consensus.Event) error {
-	if n.cfg.HooksDir == "" {
+func (h *hookRunner) runHook(ctx context.Context, ev consensus.Event) error {
+	if h.cfg.HooksDir == "" {
 		return nil
 	}
-	path := filepath.Join(n.cfg.HooksDir, ev.Type)
+	path := filepath.Join(h.cfg.HooksDir, ev.Type)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -167,7 +180,7 @@ func (n *Node) runHook(ctx context.Context, ev consensus.Event) error {
 	if fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return fmt.Errorf("hook %s is not an executable file", path)
 	}
-	b, err := n.raft.State().GetBuild(ev.BuildID)
+	b, err := h.raft.State().GetBuild(ev.BuildID)
 	if err != nil {
 		return fmt.Errorf("build %s of event %d: %w", ev.BuildID, ev.Seq, err)
 	}
@@ -183,8 +196,8 @@ func (n *Node) runHook(ctx context.Context, ev consensus.Event) error {
 		"DRVMESH_EVENT="+ev.Type,
 		"DRVMESH_BUILD_ID="+ev.BuildID,
 		"DRVMESH_DERIVATION="+b.Derivation,
-		"DRVMESH_NODE="+n.cfg.Name,
-		"DRVMESH_SERVER="+n.URL(),
+		"DRVMESH_NODE="+h.cfg.Name,
+		"DRVMESH_SERVER="+h.cfg.URL(),
 	)
 	out, err := cmd.CombinedOutput()
 	result := "ok"
@@ -192,7 +205,7 @@ func (n *Node) runHook(ctx context.Context, ev consensus.Event) error {
 		result = "failed"
 		err = fmt.Errorf("%w: %s", err, lastLine(out))
 	}
-	n.metrics.hookRuns.WithLabelValues(ev.Type, result).Inc()
+	h.cfg.HookRuns.WithLabelValues(ev.Type, result).Inc()
 	return err
 }
 

@@ -1,4 +1,4 @@
-package node
+package leader
 
 import (
 	"container/heap"
@@ -10,15 +10,15 @@ import (
 	"github.com/drvmesh/drvmesh/scheduler"
 )
 
-// leaderPlanner keeps a scheduler.Planner in step with the replicated
+// Planner keeps a scheduler.Planner in step with the replicated
 // state for one term of leadership. It reads the whole state once, then
 // follows a consensus change feed: a round costs what changed since the
 // previous one, not the size of the queue. A build is queued for the
 // scheduler when it is queued and waits for no missing path; an input
 // derivation is available when no unfinished build exists for it; the
 // input nars are the outputs of inputs the mesh holds, with their sizes.
-type leaderPlanner struct {
-	n    *Node
+type Planner struct {
+	l    *Leader
 	st   *consensus.FSM
 	feed *consensus.ChangeFeed
 
@@ -67,25 +67,25 @@ type narState struct {
 }
 
 // newLeaderPlanner opens the change feed; the first round reads the state.
-func (n *Node) newLeaderPlanner() *leaderPlanner {
-	st := n.raft.State()
-	lp := &leaderPlanner{n: n, st: st, feed: st.WatchChanges()}
-	n.sched.Store(lp)
+func (l *Leader) newLeaderPlanner() *Planner {
+	st := l.raft.State()
+	lp := &Planner{l: l, st: st, feed: st.WatchChanges()}
+	l.sched.Store(lp)
 	return lp
 }
 
-func (lp *leaderPlanner) close() {
-	lp.n.sched.CompareAndSwap(lp, nil)
+func (lp *Planner) close() {
+	lp.l.sched.CompareAndSwap(lp, nil)
 	lp.feed.Close()
 }
 
 // changed signals that the state changed since the last round.
-func (lp *leaderPlanner) changed() <-chan struct{} { return lp.feed.C() }
+func (lp *Planner) changed() <-chan struct{} { return lp.feed.C() }
 
 // takeWaiting reports, once, whether builds started waiting for missing
 // inputs, or failed or were canceled (their waiting dependents may have to
 // fail), since the last call: only then has submitMissing work to do.
-func (lp *leaderPlanner) takeWaiting() bool {
+func (lp *Planner) takeWaiting() bool {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	w := lp.waitingChanged
@@ -94,7 +94,7 @@ func (lp *leaderPlanner) takeWaiting() bool {
 }
 
 // makeBuild is the scheduler's view of a queued build.
-func (lp *leaderPlanner) makeBuild(b *consensus.Build, miss map[string]bool) *scheduler.Build {
+func (lp *Planner) makeBuild(b *consensus.Build, miss map[string]bool) *scheduler.Build {
 	sb := &scheduler.Build{
 		ID: b.ID, Drv: b.Derivation, Priority: b.Priority, System: b.System,
 		Tags: b.Tags, Submitted: b.CreatedAt, DeferUntil: b.DeferUntil, FailedOn: b.FailedNodes,
@@ -113,7 +113,7 @@ func baseOf(old *scheduler.Build) *scheduler.Build {
 
 // fill computes features, inputs and input nars from the derivation
 // records, the pending counts and the nar records.
-func (lp *leaderPlanner) fill(sb *scheduler.Build, miss map[string]bool) {
+func (lp *Planner) fill(sb *scheduler.Build, miss map[string]bool) {
 	d := lp.drv(sb.Drv, miss)
 	if d == nil {
 		return
@@ -145,7 +145,7 @@ func (lp *leaderPlanner) fill(sb *scheduler.Build, miss map[string]bool) {
 // drv returns a derivation's record, reading it once; records never
 // change, but one may be written later, so a miss is remembered only for
 // the current batch.
-func (lp *leaderPlanner) drv(path string, miss map[string]bool) *drvInfo {
+func (lp *Planner) drv(path string, miss map[string]bool) *drvInfo {
 	if d, ok := lp.drvs[path]; ok {
 		return d
 	}
@@ -176,7 +176,7 @@ func (lp *leaderPlanner) drv(path string, miss map[string]bool) *drvInfo {
 
 // nar returns whether a nar is held and its size, reading it once; the
 // feed keeps it current for the hash parts in outputOf.
-func (lp *leaderPlanner) nar(hp string) narState {
+func (lp *Planner) nar(hp string) narState {
 	if ns, ok := lp.nars[hp]; ok {
 		return ns
 	}
@@ -185,7 +185,7 @@ func (lp *leaderPlanner) nar(hp string) narState {
 	return ns
 }
 
-func (lp *leaderPlanner) readNar(hp string) narState {
+func (lp *Planner) readNar(hp string) narState {
 	ni, err := lp.st.NarInfoByHash(hp)
 	if err != nil || ni == nil {
 		return narState{}
@@ -194,13 +194,13 @@ func (lp *leaderPlanner) readNar(hp string) narState {
 }
 
 // upsert gives the planner a build (new or replaced) and indexes it.
-func (lp *leaderPlanner) upsert(sb *scheduler.Build) {
+func (lp *Planner) upsert(sb *scheduler.Build) {
 	old := lp.planned[sb.ID]
 	if old != nil {
 		lp.unindex(old)
 	}
 	if err := lp.p.Upsert(sb); err != nil {
-		lp.n.log.Debug("skip build the scheduler cannot take", keyBuild, sb.ID, keyErr, err)
+		lp.l.log.Debug("skip build the scheduler cannot take", keyBuild, sb.ID, keyErr, err)
 		if lp.planned[sb.ID] != nil {
 			_ = lp.p.Remove(sb.ID)
 			delete(lp.planned, sb.ID)
@@ -210,7 +210,7 @@ func (lp *leaderPlanner) upsert(sb *scheduler.Build) {
 	lp.index(sb, old == nil || !old.DeferUntil.Equal(sb.DeferUntil))
 }
 
-func (lp *leaderPlanner) remove(id string) {
+func (lp *Planner) remove(id string) {
 	if old := lp.planned[id]; old != nil {
 		lp.unindex(old)
 		delete(lp.planned, id)
@@ -220,7 +220,7 @@ func (lp *leaderPlanner) remove(id string) {
 
 // index records a planned build under its inputs, and its DeferUntil
 // when newly set.
-func (lp *leaderPlanner) index(sb *scheduler.Build, deferChanged bool) {
+func (lp *Planner) index(sb *scheduler.Build, deferChanged bool) {
 	lp.planned[sb.ID] = sb
 	for _, in := range sb.Inputs {
 		ds := lp.dependents[in.Drv]
@@ -235,7 +235,7 @@ func (lp *leaderPlanner) index(sb *scheduler.Build, deferChanged bool) {
 	}
 }
 
-func (lp *leaderPlanner) unindex(sb *scheduler.Build) {
+func (lp *Planner) unindex(sb *scheduler.Build) {
 	for _, in := range sb.Inputs {
 		if ds := lp.dependents[in.Drv]; ds != nil {
 			delete(ds, sb.ID)
@@ -249,7 +249,7 @@ func (lp *leaderPlanner) unindex(sb *scheduler.Build) {
 // narChanged follows a nar record: its holders in the planner, and, for
 // the outputs of input derivations, presence and size (their drvs go to
 // dirty when either changes).
-func (lp *leaderPlanner) narChanged(hp string, dirty map[string]bool) {
+func (lp *Planner) narChanged(hp string, dirty map[string]bool) {
 	ni, err := lp.st.NarInfoByHash(hp)
 	var holders []string
 	ns := narState{}

@@ -1,4 +1,4 @@
-package node
+package leader
 
 import (
 	"container/heap"
@@ -14,7 +14,7 @@ import (
 // round brings the planner up to date, plans and commits the assignments
 // in one raft entry. It returns when the earliest deferred build becomes
 // due (zero if none waits), so the leader can wake for it.
-func (lp *leaderPlanner) round(ctx context.Context) time.Time {
+func (lp *Planner) round(ctx context.Context) time.Time {
 	lp.mu.Lock()
 	start := time.Now()
 	lp.sync()
@@ -29,7 +29,7 @@ func (lp *leaderPlanner) round(ctx context.Context) time.Time {
 	lp.rounds++
 	lp.busy += took
 	lp.mu.Unlock()
-	lp.n.log.Debug("planned", keyCount, len(plan.Assignments), keyElapsed, took)
+	lp.l.log.Debug("planned", keyCount, len(plan.Assignments), keyElapsed, took)
 	if len(plan.Assignments) == 0 {
 		return wake
 	}
@@ -38,21 +38,21 @@ func (lp *leaderPlanner) round(ctx context.Context) time.Time {
 		cmd.Assignments = append(cmd.Assignments, consensus.Assignment{BuildID: a.Build, Node: a.Node})
 	}
 	start = time.Now()
-	if _, err := lp.n.apply(ctx, cmd); err != nil {
-		lp.n.log.Warn("commit assignments", keyErr, err)
+	if _, err := lp.l.apply.ApplyAndCatchUp(ctx, cmd); err != nil {
+		lp.l.log.Warn("commit assignments", keyErr, err)
 		return wake
 	}
 	// The assigned nodes apply the assignments when they learn the commit:
 	// tell them now.
-	lp.n.raft.Nudge()
-	lp.n.metrics.assigned.Add(float64(len(cmd.Assignments)))
-	lp.n.log.Debug("assigned builds", keyCount, len(cmd.Assignments), keyElapsed, time.Since(start))
+	lp.l.raft.Nudge()
+	lp.l.cfg.Assigned.Add(float64(len(cmd.Assignments)))
+	lp.l.log.Debug("assigned builds", keyCount, len(cmd.Assignments), keyElapsed, time.Since(start))
 	return wake
 }
 
 // sync applies the changes the feed holds, then the nodes' capacity.
 // lp.mu is held.
-func (lp *leaderPlanner) sync() {
+func (lp *Planner) sync() {
 	c := lp.feed.Take()
 	if lp.p == nil || c.Reset || (c.Settings && lp.strategy() != lp.p.Config().Strategy) {
 		lp.rebuild()
@@ -111,7 +111,7 @@ func unfinished(s string) bool {
 
 // strategy is the mesh's scheduling strategy (derivation-ordered unless
 // the settings name another).
-func (lp *leaderPlanner) strategy() scheduler.Strategy {
+func (lp *Planner) strategy() scheduler.Strategy {
 	settings, _ := lp.st.Settings()
 	if s, err := scheduler.ParseStrategy(settings.Strategy); err == nil {
 		return s
@@ -120,13 +120,13 @@ func (lp *leaderPlanner) strategy() scheduler.Strategy {
 }
 
 // rebuild reads the whole state into a new Planner. lp.mu is held.
-func (lp *leaderPlanner) rebuild() {
+func (lp *Planner) rebuild() {
 	start := time.Now()
 	cfg := scheduler.DefaultConfig()
 	cfg.Strategy = lp.strategy()
 	p, err := scheduler.NewPlanner(cfg)
 	if err != nil {
-		lp.n.log.Error("new planner", keyErr, err)
+		lp.l.log.Error("new planner", keyErr, err)
 		return
 	}
 	lp.p = p
@@ -163,15 +163,15 @@ func (lp *leaderPlanner) rebuild() {
 	}
 	nodes := lp.syncNodes(true)
 	if err := lp.p.Reset(&scheduler.SliceState{BuildList: builds, NodeList: nodes}); err != nil {
-		lp.n.log.Debug("reset planner", keyErr, err)
+		lp.l.log.Debug("reset planner", keyErr, err)
 	}
-	lp.n.log.Info("planner read the state", keyCount, len(builds), "nodes", len(nodes), keyElapsed, time.Since(start))
+	lp.l.log.Info("planner read the state", keyCount, len(builds), "nodes", len(nodes), keyElapsed, time.Since(start))
 }
 
 // track follows a build's unfinished state, the per-drv pending counts
 // and the per-node used slots; a drv whose pending status flips goes to
 // dirty (when not nil).
-func (lp *leaderPlanner) track(b *consensus.Build, dirty map[string]bool) {
+func (lp *Planner) track(b *consensus.Build, dirty map[string]bool) {
 	prev, had := lp.live[b.ID]
 	if had && busyState(prev.state) {
 		lp.used[prev.node]--
@@ -209,7 +209,7 @@ func (lp *leaderPlanner) track(b *consensus.Build, dirty map[string]bool) {
 // nodes with their free slots: max jobs less the builds the state gives
 // them. With full, it returns them (nars included) for Reset instead of
 // telling the planner.
-func (lp *leaderPlanner) syncNodes(full bool) []*scheduler.Node {
+func (lp *Planner) syncNodes(full bool) []*scheduler.Node {
 	if lp.recs == nil {
 		recs, err := lp.st.Nodes()
 		if err != nil {
@@ -218,7 +218,7 @@ func (lp *leaderPlanner) syncNodes(full bool) []*scheduler.Node {
 		lp.recs = recs
 	}
 	members := map[string]gossip.Member{}
-	for _, m := range lp.n.gossip.Members() {
+	for _, m := range lp.l.members.Members() {
 		members[m.Name] = m
 	}
 	var out []*scheduler.Node
@@ -247,7 +247,7 @@ func (lp *leaderPlanner) syncNodes(full bool) []*scheduler.Node {
 			if full {
 				out = append(out, &nd)
 			} else if err := lp.p.SetNode(&nd); err != nil {
-				lp.n.log.Debug("skip node the scheduler cannot take", keyMember, rec.Name, keyErr, err)
+				lp.l.log.Debug("skip node the scheduler cannot take", keyMember, rec.Name, keyErr, err)
 				continue
 			}
 		case old.FreeSlots != want.FreeSlots || old.Load != want.Load:
@@ -269,7 +269,7 @@ func (lp *leaderPlanner) syncNodes(full bool) []*scheduler.Node {
 }
 
 // nextWake is the earliest DeferUntil after now among planned builds.
-func (lp *leaderPlanner) nextWake(now time.Time) time.Time {
+func (lp *Planner) nextWake(now time.Time) time.Time {
 	for len(lp.defers) > 0 {
 		top := lp.defers[0]
 		sb := lp.planned[top.id]

@@ -1,4 +1,4 @@
-package node
+package leader
 
 import (
 	"context"
@@ -8,27 +8,27 @@ import (
 	"github.com/drvmesh/drvmesh/gossip"
 )
 
-// leaderLoop runs the leader-only duties while this node leads: raft
+// Run runs the leader-only duties while this node leads: raft
 // membership from gossip, requeueing the builds of dead nodes, scheduling,
 // builds for missing inputs, and hooks. Each reacts to the change that
 // concerns it (an applied command, a gossip event); a slow tick catches
 // deferred builds and timeouts.
-func (n *Node) leaderLoop(ctx context.Context) {
-	lead, unsub := n.raft.WatchLeadership()
+func (l *Leader) Run(ctx context.Context) {
+	lead, unsub := l.raft.WatchLeadership()
 	defer unsub()
 	var stop context.CancelFunc
 	done := make(chan struct{})
 	close(done)
 	for {
-		if n.raft.IsLeader() && stop == nil {
+		if l.raft.IsLeader() && stop == nil {
 			var lctx context.Context
 			lctx, stop = context.WithCancel(ctx)
 			done = make(chan struct{})
 			go func() {
 				defer close(done)
-				n.lead(lctx)
+				l.lead(lctx)
 			}()
-		} else if !n.raft.IsLeader() && stop != nil {
+		} else if !l.raft.IsLeader() && stop != nil {
 			stop()
 			<-done
 			stop = nil
@@ -47,17 +47,17 @@ func (n *Node) leaderLoop(ctx context.Context) {
 }
 
 // lead is one term of leadership.
-func (n *Node) lead(ctx context.Context) {
-	n.log.Info("leading the mesh")
-	sp := n.newLeaderPlanner()
+func (l *Leader) lead(ctx context.Context) {
+	l.log.Info("leading the mesh")
+	sp := l.newLeaderPlanner()
 	defer sp.close()
 	hooksDone := make(chan struct{})
 	go func() {
 		defer close(hooksDone)
-		n.hookLoop(ctx)
+		l.hooks.run(ctx)
 	}()
 	defer func() { <-hooksDone }()
-	events := n.gossip.Events()
+	events := l.members.Events()
 	// The tick only drives membership (dead-voter timeouts, catch-up
 	// checks); scheduling reacts to changes and to deferred builds.
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -73,11 +73,11 @@ func (n *Node) lead(ctx context.Context) {
 				deferred = time.After(time.Until(wake) + time.Millisecond)
 			}
 			if sp.takeWaiting() {
-				n.submitMissing(ctx)
+				l.submitMissing(ctx)
 			}
 		}
 		if member {
-			n.reconcile(ctx, deadSince, requeued)
+			l.reconcile(ctx, deadSince, requeued)
 		}
 		sched, member = false, false
 		select {
@@ -101,15 +101,15 @@ func (n *Node) lead(ctx context.Context) {
 // reconcile makes raft membership follow gossip: admitted, alive nodes
 // join as nonvoters and are promoted once caught up, up to MaxVoters;
 // dead nodes lose their builds at once and their vote after DeadAfter.
-func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, requeued map[string]bool) {
-	recs, err := n.raft.State().Nodes()
+func (l *Leader) reconcile(ctx context.Context, deadSince map[string]time.Time, requeued map[string]bool) {
+	recs, err := l.raft.State().Nodes()
 	if err != nil {
-		n.log.Warn("reconcile: read admission records", keyErr, err)
+		l.log.Warn("reconcile: read admission records", keyErr, err)
 		return
 	}
-	servers, err := n.raft.Servers()
+	servers, err := l.raft.Servers()
 	if err != nil {
-		n.log.Warn("reconcile: read raft configuration", keyErr, err)
+		l.log.Warn("reconcile: read raft configuration", keyErr, err)
 		return
 	}
 	inRaft := map[string]consensus.Server{}
@@ -121,10 +121,10 @@ func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, re
 		}
 	}
 	for _, rec := range recs {
-		if rec.Name == n.cfg.Name {
+		if rec.Name == l.cfg.Name {
 			continue
 		}
-		m, known := n.gossip.Member(rec.Name)
+		m, known := l.members.Member(rec.Name)
 		alive := known && m.Status == gossip.StatusAlive
 		srv, member := inRaft[rec.Name]
 		switch {
@@ -135,37 +135,37 @@ func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, re
 				// The node came back on another address: gossip knows it
 				// first; record it, then point raft at it.
 				rec.Raft, rec.HTTP, rec.P2P = m.Meta.Raft, m.Meta.HTTP, m.Meta.P2P
-				if _, err := n.apply(ctx, &consensus.PutNode{Node: rec}); err != nil {
-					n.log.Warn("record new address", keyMember, rec.Name, keyErr, err)
+				if _, err := l.apply.ApplyAndCatchUp(ctx, &consensus.PutNode{Node: rec}); err != nil {
+					l.log.Warn("record new address", keyMember, rec.Name, keyErr, err)
 					continue
 				}
 			}
 			if member && srv.Addr != rec.Raft {
 				var err error
 				if srv.Voter {
-					err = n.raft.AddVoter(rec.Name, rec.Raft)
+					err = l.raft.AddVoter(rec.Name, rec.Raft)
 				} else {
-					err = n.raft.AddNonvoter(rec.Name, rec.Raft)
+					err = l.raft.AddNonvoter(rec.Name, rec.Raft)
 				}
 				if err != nil {
-					n.log.Warn("point raft at new address", keyMember, rec.Name, keyAddr, rec.Raft, keyErr, err)
+					l.log.Warn("point raft at new address", keyMember, rec.Name, keyAddr, rec.Raft, keyErr, err)
 				} else {
-					n.log.Info("raft address changed", keyMember, rec.Name, keyAddr, rec.Raft)
+					l.log.Info("raft address changed", keyMember, rec.Name, keyAddr, rec.Raft)
 				}
 				continue
 			}
 			if !member {
-				if err := n.raft.AddNonvoter(rec.Name, rec.Raft); err != nil {
-					n.log.Warn("add nonvoter", keyMember, rec.Name, keyErr, err)
+				if err := l.raft.AddNonvoter(rec.Name, rec.Raft); err != nil {
+					l.log.Warn("add nonvoter", keyMember, rec.Name, keyErr, err)
 				} else {
-					n.log.Info("added nonvoter", keyMember, rec.Name)
+					l.log.Info("added nonvoter", keyMember, rec.Name)
 				}
-			} else if !srv.Voter && voters < n.cfg.MaxVoters && n.caughtUp(ctx, rec) {
-				if err := n.raft.AddVoter(rec.Name, rec.Raft); err != nil {
-					n.log.Warn("promote to voter", keyMember, rec.Name, keyErr, err)
+			} else if !srv.Voter && voters < l.cfg.MaxVoters && l.caughtUp(ctx, rec) {
+				if err := l.raft.AddVoter(rec.Name, rec.Raft); err != nil {
+					l.log.Warn("promote to voter", keyMember, rec.Name, keyErr, err)
 				} else {
 					voters++
-					n.log.Info("promoted to voter", keyMember, rec.Name)
+					l.log.Info("promoted to voter", keyMember, rec.Name)
 				}
 			}
 		case known && (m.Status == gossip.StatusDead || m.Status == gossip.StatusLeft):
@@ -173,21 +173,21 @@ func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, re
 				deadSince[rec.Name] = time.Now()
 			}
 			if !requeued[rec.Name] {
-				if ids, err := n.apply(ctx, &consensus.RequeueNode{Node: rec.Name}); err != nil {
-					n.log.Warn("requeue the builds of a lost node", keyMember, rec.Name, keyErr, err)
+				if ids, err := l.apply.ApplyAndCatchUp(ctx, &consensus.RequeueNode{Node: rec.Name}); err != nil {
+					l.log.Warn("requeue the builds of a lost node", keyMember, rec.Name, keyErr, err)
 				} else {
 					requeued[rec.Name] = true
 					if len(ids) > 0 {
-						n.log.Info("requeued the builds of a lost node", keyMember, rec.Name, keyCount, len(ids))
+						l.log.Info("requeued the builds of a lost node", keyMember, rec.Name, keyCount, len(ids))
 					}
-					n.rereplicate(rec.Name)
+					l.rereplicate(rec.Name)
 				}
 			}
-			if member && (m.Status == gossip.StatusLeft || time.Since(deadSince[rec.Name]) > n.cfg.DeadAfter) {
-				if err := n.raft.RemoveServer(rec.Name); err != nil {
-					n.log.Warn("remove from raft", keyMember, rec.Name, keyErr, err)
+			if member && (m.Status == gossip.StatusLeft || time.Since(deadSince[rec.Name]) > l.cfg.DeadAfter) {
+				if err := l.raft.RemoveServer(rec.Name); err != nil {
+					l.log.Warn("remove from raft", keyMember, rec.Name, keyErr, err)
 				} else {
-					n.log.Info("removed from raft", keyMember, rec.Name, keyState, m.Status.String())
+					l.log.Info("removed from raft", keyMember, rec.Name, keyState, m.Status.String())
 				}
 			}
 		}
@@ -195,20 +195,20 @@ func (n *Node) reconcile(ctx context.Context, deadSince map[string]time.Time, re
 }
 
 // caughtUp asks a nonvoter how far it has applied the log.
-func (n *Node) caughtUp(ctx context.Context, rec consensus.Node) bool {
+func (l *Leader) caughtUp(ctx context.Context, rec consensus.Node) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	ix, err := n.fwd.RemoteIndex(ctx, rec.Raft)
+	applied, err := l.index.RemoteApplied(ctx, rec.Raft)
 	if err != nil {
 		return false
 	}
-	_, commit, _ := n.raft.Stats()
-	return ix.Applied+64 >= commit
+	_, commit, _ := l.raft.Stats()
+	return applied+64 >= commit
 }
 
 // rereplicate restores the copy count of every nar a lost node held.
-func (n *Node) rereplicate(name string) {
-	paths, err := n.raft.State().NarsHeldBy(name)
+func (l *Leader) rereplicate(name string) {
+	paths, err := l.raft.State().NarsHeldBy(name)
 	if err != nil || len(paths) == 0 {
 		return
 	}
@@ -220,5 +220,5 @@ func (n *Node) rereplicate(name string) {
 			hps = append(hps, p)
 		}
 	}
-	n.replicateAsync(hps...)
+	l.copies.ReplicateAsync(hps...)
 }
