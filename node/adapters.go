@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/narcache"
 	"github.com/drvmesh/drvmesh/node/cluster"
 	"github.com/drvmesh/drvmesh/store"
 )
@@ -19,10 +20,12 @@ func (r remoteIndex) RemoteApplied(ctx context.Context, addr string) (uint64, er
 	return ix.Applied, err
 }
 
-// copies restores copy counts for the leader.
-type copies struct{ n *Node }
+// files is the agent's view of the file-key map and the holders.
+type files struct{ n *Node }
 
-func (c copies) ReplicateAsync(hashParts ...string) { c.n.replicateAsync(hashParts...) }
+func (f files) Note(ni *consensus.NarInfo)           { f.n.noteFiles(ni) }
+func (f files) HashPart(key string) (string, bool)   { return f.n.fileIndex(key) }
+func (f files) Holders(key string) []narcache.Holder { return f.n.holdersOf(key) }
 
 // submitter reads .drv files and records builds for the leader.
 type submitter struct{ n *Node }

@@ -15,6 +15,7 @@ import (
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/narcache"
+	"github.com/drvmesh/drvmesh/node/agent"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -148,7 +149,7 @@ func (v indexView) Lookup(hashPart string) (narcache.Entry, bool) {
 	if err != nil || ni == nil || len(ni.Files) == 0 {
 		return narcache.Entry{}, false
 	}
-	info, files, err := toStoreNarInfo(ni)
+	info, files, err := agent.StoreNarInfo(ni)
 	if err != nil {
 		v.n.log.Warn("bad narinfo in the index", keyPath, ni.StorePath, keyErr, err)
 		return narcache.Entry{}, false
@@ -191,29 +192,6 @@ func narInfoVersion(ni *consensus.NarInfo) uint64 {
 	}
 	mix(ni.NarHash)
 	return h
-}
-
-// toStoreNarInfo converts an index record to the store form the handler
-// renders.
-func toStoreNarInfo(ni *consensus.NarInfo) (*store.NarInfo, []narcache.File, error) {
-	nh, err := store.ParseHash(ni.NarHash)
-	if err != nil {
-		return nil, nil, err
-	}
-	info := &store.NarInfo{
-		StorePath: ni.StorePath, NarHash: nh, NarSize: ni.NarSize,
-		References: ni.References, Deriver: ni.Deriver, System: ni.System,
-		Sigs: ni.Sigs, CA: ni.CA,
-	}
-	var files []narcache.File
-	for _, f := range ni.Files {
-		fh, err := store.ParseHash(f.FileHash)
-		if err != nil {
-			return nil, nil, err
-		}
-		files = append(files, narcache.File{Compression: f.Compression, FileHash: fh, FileSize: f.FileSize, NarHash: nh, NarSize: ni.NarSize})
-	}
-	return info, files, nil
 }
 
 // holdersOf lists the other nodes that hold the nar file with this key,
@@ -339,8 +317,4 @@ type logsView struct{ n *Node }
 
 func (v logsView) OpenLog(ctx context.Context, drvBase string) (io.ReadCloser, error) {
 	return v.n.openDrvLog(ctx, drvBase)
-}
-
-func (n *Node) logPath(buildID string) string {
-	return filepath.Join(n.cfg.DataDir, dirLogs, buildID+".log")
 }

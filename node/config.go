@@ -92,6 +92,10 @@ type Config struct {
 	quotaInterval time.Duration
 }
 
+// defaultQuotaInterval is how often a node with a quota checks its nar
+// store.
+const defaultQuotaInterval = 30 * time.Second
+
 // DefaultConfig returns the defaults for a node on this machine.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()

@@ -54,7 +54,7 @@ func lastAttemptNode(b *consensus.Build) string {
 // streamLocalLog copies a local log; with follow it keeps copying while
 // the build runs here.
 func (n *Node) streamLocalLog(ctx context.Context, w http.ResponseWriter, id string, follow bool) {
-	f, err := os.Open(n.logPath(id))
+	f, err := os.Open(n.agent.LogPath(id))
 	if err != nil {
 		apiError(w, http.StatusNotFound, "no log for build %s on this node", id)
 		return
@@ -62,7 +62,7 @@ func (n *Node) streamLocalLog(ctx context.Context, w http.ResponseWriter, id str
 	defer f.Close()
 	for {
 		flushCopy(w, f)
-		if !follow || !n.running(id) {
+		if !follow || !n.agent.IsRunning(id) {
 			flushCopy(w, f)
 			return
 		}
@@ -72,13 +72,6 @@ func (n *Node) streamLocalLog(ctx context.Context, w http.ResponseWriter, id str
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func (n *Node) running(id string) bool {
-	n.jobsMu.Lock()
-	defer n.jobsMu.Unlock()
-	_, ok := n.jobs[id]
-	return ok
 }
 
 func flushCopy(w http.ResponseWriter, r io.Reader) {
@@ -128,7 +121,7 @@ func (n *Node) openRemoteLog(ctx context.Context, node, id string, follow bool) 
 // openDrvLog serves /log/<drv>: the log of the derivation's newest build
 // that has one.
 func (n *Node) openDrvLog(ctx context.Context, drvBase string) (io.ReadCloser, error) {
-	bs, err := n.raft.State().BuildsByDerivation(n.inStore(drvBase))
+	bs, err := n.raft.State().BuildsByDerivation(n.cfg.StoreDir + "/" + drvBase)
 	if err != nil || len(bs) == 0 {
 		return nil, fmt.Errorf("%w: no build of %s", consensus.ErrNotFound, drvBase)
 	}
@@ -139,7 +132,7 @@ func (n *Node) openDrvLog(ctx context.Context, drvBase string) (io.ReadCloser, e
 			continue
 		}
 		if node == n.cfg.Name {
-			if f, err := os.Open(n.logPath(b.ID)); err == nil {
+			if f, err := os.Open(n.agent.LogPath(b.ID)); err == nil {
 				return f, nil
 			}
 			continue

@@ -16,9 +16,10 @@ var version = "0.1.0"
 
 // meta is what this node gossips about itself.
 func (n *Node) meta() gossip.Meta {
-	n.jobsMu.Lock()
-	running := len(n.jobs)
-	n.jobsMu.Unlock()
+	running := 0
+	if n.agent != nil {
+		running = n.agent.Running()
+	}
 	m := gossip.Meta{
 		Systems: n.cfg.Systems, Features: n.cfg.Features, MaxJobs: n.cfg.MaxJobs, Running: running,
 		Load: loadAvg(), FreeDisk: freeDisk(n.cfg.DataDir),
@@ -91,11 +92,11 @@ func (n *Node) metaLoop(ctx context.Context) {
 		}
 		n.peers.Save()
 		if !indexed && n.raft.AppliedIndex() > 0 {
-			n.indexOwnFiles()
+			n.agent.IndexOwnFiles()
 			indexed = true
 		}
 		if time.Since(lastQuota) > n.cfg.quotaInterval {
-			n.enforceQuota(ctx)
+			n.agent.EnforceQuota(ctx)
 			lastQuota = time.Now()
 		}
 		if time.Since(lastMeta) > 3*time.Second {

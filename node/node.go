@@ -14,6 +14,7 @@ import (
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/narcache"
+	"github.com/drvmesh/drvmesh/node/agent"
 	"github.com/drvmesh/drvmesh/node/cluster"
 	"github.com/drvmesh/drvmesh/node/leader"
 )
@@ -48,12 +49,8 @@ type Node struct {
 	filesMu sync.Mutex
 	files   map[string]string // nar file key → store path hash part
 
-	jobsMu sync.Mutex
-	jobs   map[string]*job // running builds by id
-	// reported holds builds whose result this node reported, by id, with
-	// the attempt it ran, until the state here shows that attempt (see
-	// pickUp).
-	reported map[string]int
+	// agent takes this node's assignments and keeps its nars' copies.
+	agent *agent.Agent
 	// metaKick asks metaLoop to gossip the meta now (see pushMeta).
 	metaKick chan struct{}
 
@@ -77,7 +74,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), jobs: map[string]*job{}, reported: map[string]int{}, metaKick: make(chan struct{}, 1), files: map[string]string{}, metrics: newMetrics()}, nil
+	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), metaKick: make(chan struct{}, 1), files: map[string]string{}, metrics: newMetrics()}, nil
 }
 
 // Name is the node's name.

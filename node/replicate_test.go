@@ -153,6 +153,17 @@ func aliveMembers(n *Node) int {
 	return c
 }
 
+// aliveHolders counts a nar's holders that n's gossip sees alive.
+func aliveHolders(n *Node, ni *consensus.NarInfo) int {
+	c := 0
+	for _, h := range ni.Holders {
+		if mb, ok := n.gossip.Member(h); ok && mb.Status == gossip.StatusAlive {
+			c++
+		}
+	}
+	return c
+}
+
 // waitSettled waits until every named node is a voter, sees the others
 // alive and has the mesh settings, so that writes do not race the
 // membership changes of a young mesh.
@@ -366,7 +377,7 @@ func TestNode_Replicate(t *testing.T) {
 			mb, known := leader.gossip.Member(victim)
 			return ni != nil && known && mb.Status != gossip.StatusAlive &&
 				slices.Contains(ni.Holders, spare.Name()) && narOnDisk(spare, key) &&
-				leader.aliveHolders(ni) == 2
+				aliveHolders(leader, ni) == 2
 		})
 		if !narOnDisk(leader, key) {
 			t.Errorf("the leader lost its copy")

@@ -14,6 +14,7 @@ import (
 	"github.com/drvmesh/drvmesh/builder"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
+	"github.com/drvmesh/drvmesh/node/agent"
 	"github.com/drvmesh/drvmesh/node/cluster"
 	"github.com/drvmesh/drvmesh/node/leader"
 )
@@ -64,9 +65,6 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		return err
 	}
 	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC)
-	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
 
 	// Nar store, peer to peer, binary cache.
 	if err := n.startCache(ctx); err != nil {
@@ -121,6 +119,18 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	if err != nil {
 		return err
 	}
+	n.agent = agent.New(agent.Config{
+		Name: n.cfg.Name, Builder: n.cfg.Builder, StoreDir: n.cfg.StoreDir, DataDir: n.cfg.DataDir,
+		MaxJobs: n.cfg.MaxJobs, MinCopies: n.cfg.MinCopies, QuotaBytes: n.cfg.QuotaBytes,
+		URL: n.URL, Signer: n.creds.Signer, RPC: n.creds.RPC, PushMeta: n.pushMeta,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Files: files{n}, Build: n.builder, Disk: n.disk, P2P: n.p2p,
+		BuildSeconds: n.metrics.buildSeconds, BuildPhase: n.metrics.buildPhase, Log: n.log,
+	})
+
+	// Node-to-node RPC: the cluster port held its connections until now.
+	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
 
 	// Public HTTP.
 	n.httpSrv = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -137,16 +147,15 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	n.leader = leader.New(leader.Config{
 		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,
 		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL,
-		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: copies{n}, Submit: submitter{n},
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.agent, Submit: submitter{n},
 		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
 	})
 	n.leaderStopped = make(chan struct{})
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); defer close(n.leaderStopped); n.leader.Run(rctx) }()
-	for _, loop := range []func(context.Context){n.workerLoop, n.metaLoop} {
-		n.wg.Add(1)
-		go func() { defer n.wg.Done(); loop(rctx) }()
-	}
+	n.agent.Start(rctx)
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.metaLoop(rctx) }()
 	n.log.Info("node started", "http", n.httpAdvertise(), "cluster", n.clusterAdvertise(), "gossip", n.gossipAdvertise(), "p2p", n.p2pAddr(), "builder", n.cfg.Builder)
 	return nil
 }
@@ -231,11 +240,9 @@ func (n *Node) stopServices() {
 	if n.cancel != nil {
 		n.cancel()
 	}
-	n.jobsMu.Lock()
-	for _, j := range n.jobs {
-		j.cancel()
+	if n.agent != nil {
+		n.agent.StopJobs(false)
 	}
-	n.jobsMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if n.httpSrv != nil {
@@ -263,6 +270,9 @@ func (n *Node) stopServices() {
 	if n.builder != nil {
 		_ = n.builder.Close()
 	}
+	if n.agent != nil {
+		n.agent.Wait()
+	}
 	n.wg.Wait()
 }
 
@@ -274,13 +284,10 @@ func (n *Node) leaveGracefully() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n.jobsMu.Lock()
-	running := len(n.jobs)
-	for _, j := range n.jobs {
-		j.handBack = true
-		j.cancel()
+	running := 0
+	if n.agent != nil {
+		running = n.agent.StopJobs(true)
 	}
-	n.jobsMu.Unlock()
 	if running > 0 {
 		n.log.Info("handing back running builds", keyCount, running)
 	}

@@ -94,12 +94,12 @@ func (n *Node) readDrv(ctx context.Context, p string) ([]byte, error) {
 	if err != nil || ni == nil || ni.StorePath != p {
 		return nil, fmt.Errorf("%w: the mesh does not hold %s; upload it first (drvmesh submit does)", ErrBadRequest, p)
 	}
-	f, ok := n.localFile(ni)
+	f, ok := n.agent.LocalFile(ni)
 	if !ok {
-		if err := n.replicateLocal(ctx, hp); err != nil {
+		if err := n.agent.ReplicateLocal(ctx, hp); err != nil {
 			return nil, fmt.Errorf("fetch %s from its holders: %w", p, err)
 		}
-		if f, ok = n.localFile(ni); !ok {
+		if f, ok = n.agent.LocalFile(ni); !ok {
 			return nil, fmt.Errorf("%w: %s", consensus.ErrNotFound, p)
 		}
 	}

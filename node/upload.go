@@ -142,14 +142,14 @@ func (n *Node) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	rec := n.narInfoRecord(path, nar, refs, "", "", ca)
+	rec := n.agent.Record(path, nar, refs, "", "", ca)
 	if _, err := n.apply(r.Context(), &consensus.PutNarInfos{NarInfos: []consensus.NarInfo{rec}, Holder: n.cfg.Name}); err != nil {
 		apiError(w, statusOf(err), "record %s: %v", path, err)
 		return
 	}
 	n.noteFiles(&rec)
 	hp, _ := consensus.HashPart(path)
-	n.replicateAsync(hp)
+	n.agent.ReplicateAsync(hp)
 	writeJSON(w, http.StatusOK, map[string]any{"path": path, "nar_hash": rec.NarHash, "nar_size": rec.NarSize})
 }
 
@@ -207,7 +207,7 @@ func (n *Node) handleImportNars(w http.ResponseWriter, r *http.Request) {
 		out = append(out, importedJSON{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
 	}
 	if len(hashParts) > 0 {
-		n.replicateAsync(hashParts...)
+		n.agent.ReplicateAsync(hashParts...)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"imported": out})
 }
@@ -293,7 +293,7 @@ func (n *Node) checkImported(info store.ExportInfo, nar narcache.Nar, head []byt
 	if err != nil {
 		return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%v", err)
 	}
-	return n.narInfoRecord(path, nar, info.References, "", "", ca), nil
+	return n.agent.Record(path, nar, info.References, "", "", ca), nil
 }
 
 // statusOfImportRead is the status for an error reading an import stream:

@@ -1,4 +1,4 @@
-package node
+package agent
 
 import (
 	"bytes"
@@ -24,37 +24,37 @@ import (
 // dies, the leader asks the survivors to copy what it held. A copy is
 // fetched over libp2p from a holder and verified before it is kept.
 
-// localFile returns the first form of a nar this node holds on disk.
-func (n *Node) localFile(ni *consensus.NarInfo) (narcache.File, bool) {
-	_, files, err := toStoreNarInfo(ni)
+// LocalFile returns the first form of a nar this node holds on disk.
+func (a *Agent) LocalFile(ni *consensus.NarInfo) (narcache.File, bool) {
+	_, files, err := StoreNarInfo(ni)
 	if err != nil {
 		return narcache.File{}, false
 	}
 	for _, f := range files {
-		if _, ok := n.disk.Stat(f.Key()); ok {
+		if _, ok := a.disk.Stat(f.Key()); ok {
 			return f, true
 		}
 	}
 	return narcache.File{}, false
 }
 
-// replicateLocal fetches a nar from a holder and records this node as
+// ReplicateLocal fetches a nar from a holder and records this node as
 // holding it too.
-func (n *Node) replicateLocal(ctx context.Context, hashPart string) error {
-	ni, err := n.raft.State().NarInfoByHash(hashPart)
+func (a *Agent) ReplicateLocal(ctx context.Context, hashPart string) error {
+	ni, err := a.raft.State().NarInfoByHash(hashPart)
 	if err != nil {
 		return err
 	}
-	n.noteFiles(ni)
-	if _, ok := n.localFile(ni); !ok {
-		_, files, err := toStoreNarInfo(ni)
+	a.files.Note(ni)
+	if _, ok := a.LocalFile(ni); !ok {
+		_, files, err := StoreNarInfo(ni)
 		if err != nil || len(files) == 0 {
 			return fmt.Errorf("%w: narinfo of %s has no files", consensus.ErrNotFound, ni.StorePath)
 		}
 		var errs []error
 		ok := false
-		for _, h := range n.holdersOf(files[0].Key()) {
-			if _, err := n.p2p.Replicate(ctx, h, files[0]); err != nil {
+		for _, h := range a.files.Holders(files[0].Key()) {
+			if _, err := a.p2p.Replicate(ctx, h, files[0]); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -65,15 +65,15 @@ func (n *Node) replicateLocal(ctx context.Context, hashPart string) error {
 			return fmt.Errorf("no holder could send %s: %w", ni.StorePath, errors.Join(errs...))
 		}
 	}
-	_, err = n.apply(ctx, &consensus.SetNarHolder{Hash: hashPart, Node: n.cfg.Name, Present: true})
+	_, err = a.apply.ApplyAndCatchUp(ctx, &consensus.SetNarHolder{Hash: hashPart, Node: a.cfg.Name, Present: true})
 	return err
 }
 
 // aliveHolders counts a nar's holders that gossip says are alive.
-func (n *Node) aliveHolders(ni *consensus.NarInfo) int {
+func (a *Agent) aliveHolders(ni *consensus.NarInfo) int {
 	c := 0
 	for _, h := range ni.Holders {
-		if m, ok := n.gossip.Member(h); ok && m.Status == gossip.StatusAlive {
+		if m, ok := a.members.Member(h); ok && m.Status == gossip.StatusAlive {
 			c++
 		}
 	}
@@ -82,13 +82,13 @@ func (n *Node) aliveHolders(ni *consensus.NarInfo) int {
 
 // ensureCopies asks alive nodes that lack a nar to copy it until it has
 // MinCopies alive holders (or every alive node holds it).
-func (n *Node) ensureCopies(ctx context.Context, hashPart string) error {
-	ni, err := n.raft.State().NarInfoByHash(hashPart)
+func (a *Agent) ensureCopies(ctx context.Context, hashPart string) error {
+	ni, err := a.raft.State().NarInfoByHash(hashPart)
 	if err != nil {
 		return err
 	}
-	want := n.minCopies()
-	have := n.aliveHolders(ni)
+	want := a.minCopies()
+	have := a.aliveHolders(ni)
 	if have >= want {
 		return nil
 	}
@@ -97,7 +97,7 @@ func (n *Node) ensureCopies(ctx context.Context, hashPart string) error {
 		holds[h] = true
 	}
 	var cands []gossip.Member
-	for _, m := range n.gossip.Members() {
+	for _, m := range a.members.Members() {
 		if m.Status == gossip.StatusAlive && !holds[m.Name] {
 			cands = append(cands, m)
 		}
@@ -109,7 +109,7 @@ func (n *Node) ensureCopies(ctx context.Context, hashPart string) error {
 		if have >= want {
 			break
 		}
-		if err := n.askReplicate(ctx, m.Name, hashPart); err != nil {
+		if err := a.AskReplicate(ctx, m.Name, hashPart); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
 			continue
 		}
@@ -121,11 +121,11 @@ func (n *Node) ensureCopies(ctx context.Context, hashPart string) error {
 	return nil
 }
 
-func (n *Node) minCopies() int {
-	if st, err := n.raft.State().Settings(); err == nil && st.MinCopies > 0 {
+func (a *Agent) minCopies() int {
+	if st, err := a.raft.State().Settings(); err == nil && st.MinCopies > 0 {
 		return st.MinCopies
 	}
-	return n.cfg.MinCopies
+	return a.cfg.MinCopies
 }
 
 // replicateRequest is the body of /rpc/replicate.
@@ -136,18 +136,19 @@ type replicateRequest struct {
 	Index uint64 `json:"index,omitempty"`
 }
 
-// askReplicate asks one node over RPC to copy a nar.
-func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
-	if name == n.cfg.Name {
-		return n.replicateLocal(ctx, hashPart)
+// AskReplicate asks the node name over RPC to copy a nar (this node
+// copies it itself).
+func (a *Agent) AskReplicate(ctx context.Context, name, hashPart string) error {
+	if name == a.cfg.Name {
+		return a.ReplicateLocal(ctx, hashPart)
 	}
-	rec, err := n.raft.State().Node(name)
+	rec, err := a.raft.State().Node(name)
 	if err != nil || rec == nil {
 		return fmt.Errorf("%w: node %s", consensus.ErrNotFound, name)
 	}
 	// The index tells the asked node how far its state must have caught
 	// up to know the nar this node just recorded.
-	body, _ := json.Marshal(replicateRequest{HashPart: hashPart, Index: n.raft.State().AppliedIndex()})
+	body, _ := json.Marshal(replicateRequest{HashPart: hashPart, Index: a.raft.State().AppliedIndex()})
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+rec.Raft+"/rpc/replicate", bytes.NewReader(body))
@@ -155,7 +156,7 @@ func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
 		return err
 	}
 	// A copy may take longer than the RPC client's timeout: ctx bounds it.
-	client := *n.creds.RPC
+	client := *a.cfg.RPC
 	client.Timeout = 0
 	resp, err := client.Do(req)
 	if err != nil {
@@ -169,25 +170,25 @@ func (n *Node) askReplicate(ctx context.Context, name, hashPart string) error {
 	return nil
 }
 
-// replicateAsync runs ensureCopies in the background for new nars. It
+// ReplicateAsync runs ensureCopies in the background for new nars. It
 // gives up once the node stops (its run context ends), so that a stop
 // never waits for retries or transfers.
-func (n *Node) replicateAsync(hashParts ...string) {
-	n.wg.Add(1)
+func (a *Agent) ReplicateAsync(hashParts ...string) {
+	a.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(n.run, 30*time.Minute)
+		defer a.wg.Done()
+		ctx, cancel := context.WithTimeout(a.run, 30*time.Minute)
 		defer cancel()
 		for _, hp := range hashParts {
 			for attempt := 0; attempt < 5; attempt++ {
-				err := n.ensureCopies(ctx, hp)
+				err := a.ensureCopies(ctx, hp)
 				if err == nil {
 					break
 				}
 				if ctx.Err() != nil {
 					return
 				}
-				n.log.Warn("replicate nar", keyPath, hp, keyErr, err)
+				a.log.Warn("replicate nar", keyPath, hp, keyErr, err)
 				select {
 				case <-ctx.Done():
 					return
@@ -198,8 +199,8 @@ func (n *Node) replicateAsync(hashParts ...string) {
 	}()
 }
 
-// narInfoRecord builds the index record for a nar this node holds.
-func (n *Node) narInfoRecord(path string, nar narcache.Nar, refs []string, deriver, system, ca string) consensus.NarInfo {
+// Record builds the index record for a nar this node holds, signed.
+func (a *Agent) Record(path string, nar narcache.Nar, refs []string, deriver, system, ca string) consensus.NarInfo {
 	rec := consensus.NarInfo{
 		StorePath: path, NarHash: nar.NarHash.String(), NarSize: nar.NarSize,
 		Deriver: deriver, System: system, CA: ca,
@@ -213,7 +214,7 @@ func (n *Node) narInfoRecord(path string, nar narcache.Nar, refs []string, deriv
 	}
 	// Sign once, here; every node serves the same signature.
 	info := &store.NarInfo{StorePath: path, NarHash: nar.NarHash, NarSize: nar.NarSize, References: rec.References}
-	n.creds.Signer.SignNarInfo(info, n.cfg.StoreDir)
+	a.cfg.Signer.SignNarInfo(info, a.cfg.StoreDir)
 	rec.Sigs = info.Sigs
 	return rec
 }
@@ -222,4 +223,45 @@ func (n *Node) narInfoRecord(path string, nar narcache.Nar, refs []string, deriv
 func storeBase(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
 // inStore is the full store path of a base name.
-func (n *Node) inStore(base string) string { return n.cfg.StoreDir + "/" + base }
+func (a *Agent) inStore(base string) string { return a.cfg.StoreDir + "/" + base }
+
+// StoreNarInfo converts an index record to the store form the handler
+// renders.
+func StoreNarInfo(ni *consensus.NarInfo) (*store.NarInfo, []narcache.File, error) {
+	nh, err := store.ParseHash(ni.NarHash)
+	if err != nil {
+		return nil, nil, err
+	}
+	info := &store.NarInfo{
+		StorePath: ni.StorePath, NarHash: nh, NarSize: ni.NarSize,
+		References: ni.References, Deriver: ni.Deriver, System: ni.System,
+		Sigs: ni.Sigs, CA: ni.CA,
+	}
+	var files []narcache.File
+	for _, f := range ni.Files {
+		fh, err := store.ParseHash(f.FileHash)
+		if err != nil {
+			return nil, nil, err
+		}
+		files = append(files, narcache.File{Compression: f.Compression, FileHash: fh, FileSize: f.FileSize, NarHash: nh, NarSize: ni.NarSize})
+	}
+	return info, files, nil
+}
+
+// handleReplicate makes this node keep a copy of a nar another holds.
+func (a *Agent) handleReplicate(w http.ResponseWriter, r *http.Request) {
+	var req replicateRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "bad replicate request: %v", err)
+		return
+	}
+	if err := a.apply.CatchUp(r.Context(), req.Index); err != nil {
+		apiError(w, http.StatusServiceUnavailable, "replicate %s: %v", req.HashPart, err)
+		return
+	}
+	if err := a.ReplicateLocal(r.Context(), req.HashPart); err != nil {
+		apiError(w, statusOf(err), "replicate %s: %v", req.HashPart, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"ok": req.HashPart})
+}

@@ -1,4 +1,4 @@
-package node
+package agent
 
 import (
 	"github.com/drvmesh/drvmesh/consensus"
@@ -21,7 +21,7 @@ type buildInputs struct {
 
 // inputsOf reads a build's inputs from the state: one local read per
 // record, no daemon call.
-func (n *Node) inputsOf(st *consensus.FSM, drvPath string) buildInputs {
+func (a *Agent) inputsOf(st *consensus.FSM, drvPath string) buildInputs {
 	d, err := st.Drv(drvPath)
 	if err != nil || d == nil {
 		return buildInputs{}
@@ -47,7 +47,7 @@ func (n *Node) inputsOf(st *consensus.FSM, drvPath string) buildInputs {
 	}
 	in := buildInputs{known: true, missing: missing}
 	if len(missing) == 0 {
-		in.candidates = n.closure(st, roots)
+		in.candidates = a.closure(st, roots)
 		if in.candidates != nil {
 			for _, p := range d.Outputs {
 				in.candidates = append(in.candidates, p)
@@ -59,7 +59,7 @@ func (n *Node) inputsOf(st *consensus.FSM, drvPath string) buildInputs {
 
 // closure returns roots and everything they refer to, transitively, from
 // the narinfo records; nil if one is missing.
-func (n *Node) closure(st *consensus.FSM, roots []string) []string {
+func (a *Agent) closure(st *consensus.FSM, roots []string) []string {
 	seen := make(map[string]bool, len(roots))
 	out := make([]string, 0, len(roots))
 	queue := append([]string(nil), roots...)
@@ -80,7 +80,7 @@ func (n *Node) closure(st *consensus.FSM, roots []string) []string {
 			return nil
 		}
 		for _, r := range ni.References {
-			if rp := n.inStore(r); !seen[rp] {
+			if rp := a.inStore(r); !seen[rp] {
 				queue = append(queue, rp)
 			}
 		}
