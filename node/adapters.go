@@ -6,7 +6,6 @@ import (
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/narcache"
 	"github.com/drvmesh/drvmesh/node/cluster"
-	"github.com/drvmesh/drvmesh/store"
 )
 
 // The rooms of the node declare what they consume; these adapters fill
@@ -26,17 +25,3 @@ type files struct{ n *Node }
 func (f files) Note(ni *consensus.NarInfo)           { f.n.noteFiles(ni) }
 func (f files) HashPart(key string) (string, bool)   { return f.n.fileIndex(key) }
 func (f files) Holders(key string) []narcache.Holder { return f.n.holdersOf(key) }
-
-// submitter reads .drv files and records builds for the leader.
-type submitter struct{ n *Node }
-
-func (s submitter) DrvReader(ctx context.Context) func(string) (*consensus.Drv, error) {
-	rd := s.n.newDrvReader(ctx)
-	hasher := store.NewHasher(rd.load)
-	return func(p string) (*consensus.Drv, error) { return s.n.drvRecord(p, rd, hasher) }
-}
-
-func (s submitter) Submit(ctx context.Context, drvs []string) (int, error) {
-	res, err := s.n.submit(ctx, submitRequest{Derivations: drvs, Retries: -1})
-	return len(res), err
-}

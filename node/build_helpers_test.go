@@ -15,6 +15,7 @@ import (
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // buildMesh is a mesh of nix-building nodes, each with its own chroot
@@ -108,7 +109,7 @@ func (m *buildMesh) cli(args ...string) (string, error) {
 
 // submit runs drvmesh submit --json against node n for drvs in the client
 // store under root and returns the created (or found) builds.
-func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string) []submittedBuild {
+func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string) []httpapi.SubmittedBuild {
 	m.t.Helper()
 	args := append([]string{"submit", "--json", "--nix-store", "local?root=" + root, "--server", n.URL(), "--token", m.token}, flags...)
 	out, err := m.cli(append(args, drvs...)...)
@@ -116,7 +117,7 @@ func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string)
 		m.t.Fatal(err)
 	}
 	var res struct {
-		Builds []submittedBuild `json:"builds"`
+		Builds []httpapi.SubmittedBuild `json:"builds"`
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		m.t.Fatalf("submit output %q: %v", out, err)

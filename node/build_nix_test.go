@@ -12,6 +12,7 @@ import (
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -24,7 +25,7 @@ func TestNode_Builds(t *testing.T) {
 	salt := uniqueSalt(t)
 	testdata := "testdata/builds.nix"
 
-	var app submittedBuild
+	var app httpapi.SubmittedBuild
 	t.Run("closure of a graph", func(t *testing.T) {
 		drv := m.instantiate(client, "../examples/graph.nix", "app", "--argstr", "salt", salt)
 		subs := m.submit(m.node("b2"), client, []string{"--closure"}, drv)

@@ -316,5 +316,5 @@ func (v holdersView) OtherHolders(key string) int {
 type logsView struct{ n *Node }
 
 func (v logsView) OpenLog(ctx context.Context, drvBase string) (io.ReadCloser, error) {
-	return v.n.openDrvLog(ctx, drvBase)
+	return v.n.api.OpenDrvLog(ctx, drvBase)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/drvmesh/drvmesh/node/cluster"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // Sentinel errors of the node package.
@@ -15,7 +16,7 @@ var (
 	// ErrBadSecrets: the mesh secrets in the data dir are missing or corrupt.
 	ErrBadSecrets = cluster.ErrBadSecrets
 	// ErrBadRequest: an API request is malformed.
-	ErrBadRequest = errors.New("bad request")
+	ErrBadRequest = httpapi.ErrBadRequest
 	// ErrNoLeader: no leader is known right now; try again shortly.
 	ErrNoLeader = cluster.ErrNoLeader
 	// ErrConfig: the node's flags contradict each other or the data dir.

@@ -107,7 +107,7 @@ func TestMesh_Security(t *testing.T) {
 	n1 := m.bootstrap("n1", steady)
 	n2 := m.join("n2", steady)
 	testutil.Eventually(t, 20*time.Second, "2 voters", func() bool {
-		return len(n1.status().Voters) == 2
+		return len(n1.api.Status().Voters) == 2
 	})
 	admin := m.adminToken("n1")
 	nodeCount := func(n *Node) int {

@@ -16,6 +16,7 @@ import (
 	"github.com/drvmesh/drvmesh/narcache"
 	"github.com/drvmesh/drvmesh/node/agent"
 	"github.com/drvmesh/drvmesh/node/cluster"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 	"github.com/drvmesh/drvmesh/node/leader"
 )
 
@@ -51,6 +52,8 @@ type Node struct {
 
 	// agent takes this node's assignments and keeps its nars' copies.
 	agent *agent.Agent
+	// api serves the public HTTP API.
+	api *httpapi.API
 	// metaKick asks metaLoop to gossip the meta now (see pushMeta).
 	metaKick chan struct{}
 

@@ -124,7 +124,7 @@ func buildOn(t testing.TB, n *Node, id string) *consensus.Build {
 func TestNode_PlannerMatchesSchedule(t *testing.T) {
 	m := schedMesh(t, 1, nil)
 	lead := m.node("lead")
-	testutil.Eventually(t, 30*time.Second, "3 voters", func() bool { return len(lead.status().Voters) == 3 })
+	testutil.Eventually(t, 30*time.Second, "3 voters", func() bool { return len(lead.api.Status().Voters) == 3 })
 	// X (20) is built already: its output is on b2. Y (21) is unknown.
 	putOutput(t, lead, 20, "b2", 50_000)
 	putDrvs(t, lead, "lead", 1, 2, 3, 4, 5, 6, 7, 9, 20)

@@ -170,7 +170,7 @@ func aliveHolders(n *Node, ni *consensus.NarInfo) int {
 func waitSettled(t *testing.T, m *testMesh, names []string) {
 	t.Helper()
 	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("%d voters", len(names)), func() bool {
-		return len(m.waitLeader().status().Voters) == len(names)
+		return len(m.waitLeader().api.Status().Voters) == len(names)
 	})
 	for _, nm := range names {
 		nd := m.node(nm)

@@ -16,6 +16,7 @@ import (
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/node/agent"
 	"github.com/drvmesh/drvmesh/node/cluster"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 	"github.com/drvmesh/drvmesh/node/leader"
 )
 
@@ -127,13 +128,21 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		BuildSeconds: n.metrics.buildSeconds, BuildPhase: n.metrics.buildPhase, Log: n.log,
 	})
 
+	n.api = httpapi.New(httpapi.Config{
+		Name: n.cfg.Name, StoreDir: n.cfg.StoreDir, PublicKey: n.PublicKey(), Guix: n.creds.Guix,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Agent: n.agent, Files: files{n}, Disk: n.disk,
+		NoLeader: ErrNoLeader, TokenHash: cluster.TokenHash,
+		Join:  cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log),
+		Cache: n.cache, Metrics: n.metrics.handler(), Log: n.log,
+	})
+
 	// Node-to-node RPC: the cluster port held its connections until now.
 	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
 
 	// Public HTTP.
-	n.httpSrv = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv = &http.Server{Handler: n.metrics.instrument(n.api.Handler()), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.httpLn) }()
 
@@ -147,7 +156,7 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	n.leader = leader.New(leader.Config{
 		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,
 		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL,
-		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.agent, Submit: submitter{n},
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.agent, Submit: n.api,
 		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
 	})
 	n.leaderStopped = make(chan struct{})

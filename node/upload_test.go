@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drvmesh/drvmesh/node/httpapi"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -134,7 +135,7 @@ func TestNode_UploadImport(t *testing.T) {
 			t.Fatalf("import = %d %s", code, body)
 		}
 		var res struct {
-			Imported []importedJSON `json:"imported"`
+			Imported []httpapi.ImportedJSON `json:"imported"`
 		}
 		if err := json.Unmarshal(body, &res); err != nil {
 			t.Fatal(err)

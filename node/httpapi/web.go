@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"html/template"
@@ -49,8 +49,8 @@ term {{.Status.Term}}, commit index {{.Status.CommitIndex}}. Queued: {{.Status.Q
 `))
 
 // handleWeb renders the mesh page.
-func (n *Node) handleWeb(w http.ResponseWriter, r *http.Request) {
-	st := n.raft.State()
+func (api *API) handleWeb(w http.ResponseWriter, r *http.Request) {
+	st := api.raft.State()
 	list := func(state string, limit int) []*consensus.Build {
 		bs, _ := st.ListBuilds(consensus.BuildFilter{State: state, Limit: limit})
 		return bs
@@ -67,9 +67,9 @@ func (n *Node) handleWeb(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = webPage.Execute(w, map[string]any{
-		"Status":  n.status(),
-		"Nodes":   n.nodesView(),
-		"Key":     n.creds.Signer.Public().String(),
+		"Status":  api.Status(),
+		"Nodes":   api.nodesView(),
+		"Key":     api.cfg.PublicKey,
 		"Running": running,
 		"Queued":  list(consensus.StateQueued, 30),
 		"Recent":  recent,

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"context"
@@ -17,11 +17,11 @@ import (
 // node's HTTP API.
 
 // handleBuildLog serves GET /api/v1/builds/{id}/log[?follow=1].
-func (n *Node) handleBuildLog(w http.ResponseWriter, r *http.Request) {
+func (api *API) handleBuildLog(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	b, err := n.raft.State().GetBuild(id)
+	b, err := api.raft.State().GetBuild(id)
 	if err != nil {
-		apiError(w, statusOf(err), "build %s: %v", id, err)
+		apiError(w, api.statusOf(err), "build %s: %v", id, err)
 		return
 	}
 	follow := r.URL.Query().Get("follow") != ""
@@ -31,11 +31,11 @@ func (n *Node) handleBuildLog(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if node == n.cfg.Name {
-		n.streamLocalLog(r.Context(), w, id, follow)
+	if node == api.cfg.Name {
+		api.streamLocalLog(r.Context(), w, id, follow)
 		return
 	}
-	rc, err := n.openRemoteLog(r.Context(), node, id, follow)
+	rc, err := api.openRemoteLog(r.Context(), node, id, follow)
 	if err != nil {
 		apiError(w, http.StatusBadGateway, "log of %s on %s: %v", id, node, err)
 		return
@@ -53,8 +53,8 @@ func lastAttemptNode(b *consensus.Build) string {
 
 // streamLocalLog copies a local log; with follow it keeps copying while
 // the build runs here.
-func (n *Node) streamLocalLog(ctx context.Context, w http.ResponseWriter, id string, follow bool) {
-	f, err := os.Open(n.agent.LogPath(id))
+func (api *API) streamLocalLog(ctx context.Context, w http.ResponseWriter, id string, follow bool) {
+	f, err := os.Open(api.agent.LogPath(id))
 	if err != nil {
 		apiError(w, http.StatusNotFound, "no log for build %s on this node", id)
 		return
@@ -62,7 +62,7 @@ func (n *Node) streamLocalLog(ctx context.Context, w http.ResponseWriter, id str
 	defer f.Close()
 	for {
 		flushCopy(w, f)
-		if !follow || !n.agent.IsRunning(id) {
+		if !follow || !api.agent.IsRunning(id) {
 			flushCopy(w, f)
 			return
 		}
@@ -94,8 +94,8 @@ func flushCopy(w http.ResponseWriter, r io.Reader) {
 }
 
 // openRemoteLog opens a build's log on the node that ran it.
-func (n *Node) openRemoteLog(ctx context.Context, node, id string, follow bool) (io.ReadCloser, error) {
-	rec, err := n.raft.State().Node(node)
+func (api *API) openRemoteLog(ctx context.Context, node, id string, follow bool) (io.ReadCloser, error) {
+	rec, err := api.raft.State().Node(node)
 	if err != nil || rec == nil {
 		return nil, fmt.Errorf("%w: node %s", consensus.ErrNotFound, node)
 	}
@@ -118,10 +118,10 @@ func (n *Node) openRemoteLog(ctx context.Context, node, id string, follow bool) 
 	return resp.Body, nil
 }
 
-// openDrvLog serves /log/<drv>: the log of the derivation's newest build
+// OpenDrvLog serves /log/<drv>: the log of the derivation's newest build
 // that has one.
-func (n *Node) openDrvLog(ctx context.Context, drvBase string) (io.ReadCloser, error) {
-	bs, err := n.raft.State().BuildsByDerivation(n.cfg.StoreDir + "/" + drvBase)
+func (api *API) OpenDrvLog(ctx context.Context, drvBase string) (io.ReadCloser, error) {
+	bs, err := api.raft.State().BuildsByDerivation(api.cfg.StoreDir + "/" + drvBase)
 	if err != nil || len(bs) == 0 {
 		return nil, fmt.Errorf("%w: no build of %s", consensus.ErrNotFound, drvBase)
 	}
@@ -131,13 +131,13 @@ func (n *Node) openDrvLog(ctx context.Context, drvBase string) (io.ReadCloser, e
 		if node == "" {
 			continue
 		}
-		if node == n.cfg.Name {
-			if f, err := os.Open(n.agent.LogPath(b.ID)); err == nil {
+		if node == api.cfg.Name {
+			if f, err := os.Open(api.agent.LogPath(b.ID)); err == nil {
 				return f, nil
 			}
 			continue
 		}
-		if rc, err := n.openRemoteLog(ctx, node, b.ID, false); err == nil {
+		if rc, err := api.openRemoteLog(ctx, node, b.ID, false); err == nil {
 			return rc, nil
 		}
 	}

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"bytes"
@@ -74,10 +74,10 @@ func contentAddress(path string, refs []string, narHash store.Hash, content []by
 
 // handleUploadNar takes one content-addressed path as a NAR:
 // PUT /api/v1/nars?path=P&nar_hash=H&nar_size=N&reference=R...
-func (n *Node) handleUploadNar(w http.ResponseWriter, r *http.Request) {
+func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	path := q.Get("path")
-	if _, err := store.ParseStorePath(n.cfg.StoreDir, path); err != nil {
+	if _, err := store.ParseStorePath(api.cfg.StoreDir, path); err != nil {
 		apiError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
@@ -100,13 +100,13 @@ func (n *Node) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 	}
 	refs := q["reference"]
 	for _, ref := range refs {
-		if _, err := store.ParseStorePath(n.cfg.StoreDir, ref); err != nil {
+		if _, err := store.ParseStorePath(api.cfg.StoreDir, ref); err != nil {
 			apiError(w, http.StatusBadRequest, "reference: %v", err)
 			return
 		}
 	}
 	if others := slices.DeleteFunc(slices.Clone(refs), func(s string) bool { return s == path }); len(others) > 0 {
-		missing, err := n.raft.State().MissingPaths(others)
+		missing, err := api.raft.State().MissingPaths(others)
 		if err == nil && len(missing) > 0 {
 			apiError(w, http.StatusBadRequest, "upload its references first: the mesh lacks %s", strings.Join(missing, " "))
 			return
@@ -130,7 +130,7 @@ func (n *Node) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 		}
 		body = bytes.NewReader(nar)
 	}
-	nar, err := n.disk.Ingest(r.Context(), body, exp)
+	nar, err := api.disk.Ingest(r.Context(), body, exp)
 	if err != nil {
 		apiError(w, statusOfIngest(err), "%s: %v", path, err)
 		return
@@ -138,23 +138,23 @@ func (n *Node) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 	ca, err := contentAddress(path, refs, nar.NarHash, content)
 	if err != nil {
 		// The bytes were fine but do not make this path: keep nothing.
-		n.dropUnreferenced(nar)
+		api.dropUnreferenced(nar)
 		apiError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	rec := n.agent.Record(path, nar, refs, "", "", ca)
-	if _, err := n.apply(r.Context(), &consensus.PutNarInfos{NarInfos: []consensus.NarInfo{rec}, Holder: n.cfg.Name}); err != nil {
-		apiError(w, statusOf(err), "record %s: %v", path, err)
+	rec := api.agent.Record(path, nar, refs, "", "", ca)
+	if _, err := api.apply.ApplyAndCatchUp(r.Context(), &consensus.PutNarInfos{NarInfos: []consensus.NarInfo{rec}, Holder: api.cfg.Name}); err != nil {
+		apiError(w, api.statusOf(err), "record %s: %v", path, err)
 		return
 	}
-	n.noteFiles(&rec)
+	api.files.Note(&rec)
 	hp, _ := consensus.HashPart(path)
-	n.agent.ReplicateAsync(hp)
+	api.agent.ReplicateAsync(hp)
 	writeJSON(w, http.StatusOK, map[string]any{"path": path, "nar_hash": rec.NarHash, "nar_size": rec.NarSize})
 }
 
-// importedJSON is one path an import recorded.
-type importedJSON struct {
+// ImportedJSON is one path an import recorded.
+type ImportedJSON struct {
 	Path    string `json:"path"`
 	NarHash string `json:"nar_hash"`
 	NarSize int64  `json:"nar_size"`
@@ -179,17 +179,17 @@ func importErrorf(status int, format string, a ...any) *importError {
 // one raft command at the end. Any bad path refuses the whole request and
 // keeps nothing of it. Derivers and signatures in the stream are ignored:
 // the mesh signs what it records itself.
-func (n *Node) handleImportNars(w http.ResponseWriter, r *http.Request) {
+func (api *API) handleImportNars(w http.ResponseWriter, r *http.Request) {
 	var ingested []narcache.Nar
-	recs, err := n.importNars(r, &ingested)
+	recs, err := api.importNars(r, &ingested)
 	if err == nil && len(recs) > 0 {
-		if _, aerr := n.apply(r.Context(), &consensus.PutNarInfos{NarInfos: recs, Holder: n.cfg.Name}); aerr != nil {
-			err = importErrorf(statusOf(aerr), "record %d paths: %v", len(recs), aerr)
+		if _, aerr := api.apply.ApplyAndCatchUp(r.Context(), &consensus.PutNarInfos{NarInfos: recs, Holder: api.cfg.Name}); aerr != nil {
+			err = importErrorf(api.statusOf(aerr), "record %d paths: %v", len(recs), aerr)
 		}
 	}
 	if err != nil {
 		for _, nar := range ingested {
-			n.dropUnreferenced(nar)
+			api.dropUnreferenced(nar)
 		}
 		var ie *importError
 		if !errors.As(err, &ie) {
@@ -198,16 +198,16 @@ func (n *Node) handleImportNars(w http.ResponseWriter, r *http.Request) {
 		apiError(w, ie.status, "%s", ie.msg)
 		return
 	}
-	out := make([]importedJSON, 0, len(recs))
+	out := make([]ImportedJSON, 0, len(recs))
 	hashParts := make([]string, 0, len(recs))
 	for i := range recs {
-		n.noteFiles(&recs[i])
+		api.files.Note(&recs[i])
 		hp, _ := consensus.HashPart(recs[i].StorePath)
 		hashParts = append(hashParts, hp)
-		out = append(out, importedJSON{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
+		out = append(out, ImportedJSON{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
 	}
 	if len(hashParts) > 0 {
-		n.agent.ReplicateAsync(hashParts...)
+		api.agent.ReplicateAsync(hashParts...)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"imported": out})
 }
@@ -215,7 +215,7 @@ func (n *Node) handleImportNars(w http.ResponseWriter, r *http.Request) {
 // importNars reads and checks every record of an import, ingesting each
 // NAR (appended to *ingested, for the caller to drop on failure), and
 // returns the index records to commit.
-func (n *Node) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consensus.NarInfo, error) {
+func (api *API) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consensus.NarInfo, error) {
 	er := store.NewExportReader(r.Body)
 	var recs []consensus.NarInfo
 	sent := map[string]bool{}
@@ -232,7 +232,7 @@ func (n *Node) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consensu
 		}
 		head.Reset()
 		tee := io.TeeReader(narR, &capWriter{buf: &head, max: maxDrvNar + 1})
-		nar, err := n.disk.Ingest(r.Context(), tee, narcache.Expect{})
+		nar, err := api.disk.Ingest(r.Context(), tee, narcache.Expect{})
 		if err != nil {
 			return nil, importErrorf(statusOfIngest(err), "path #%d of the stream (after %s): %v", i+1, lastPath(recs), err)
 		}
@@ -241,7 +241,7 @@ func (n *Node) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consensu
 		if err != nil {
 			return nil, importErrorf(statusOfImportRead(err), "path #%d of the stream: %v", i+1, err)
 		}
-		rec, err := n.checkImported(info, nar, head.Bytes(), sent)
+		rec, err := api.checkImported(info, nar, head.Bytes(), sent)
 		if err != nil {
 			return nil, err
 		}
@@ -252,9 +252,9 @@ func (n *Node) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consensu
 
 // checkImported applies handleUploadNar's checks to one imported path and
 // returns its index record. sent holds the paths earlier in the stream.
-func (n *Node) checkImported(info store.ExportInfo, nar narcache.Nar, head []byte, sent map[string]bool) (consensus.NarInfo, error) {
+func (api *API) checkImported(info store.ExportInfo, nar narcache.Nar, head []byte, sent map[string]bool) (consensus.NarInfo, error) {
 	path := info.Path
-	if _, err := store.ParseStorePath(n.cfg.StoreDir, path); err != nil {
+	if _, err := store.ParseStorePath(api.cfg.StoreDir, path); err != nil {
 		return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%v", err)
 	}
 	if sent[path] {
@@ -262,7 +262,7 @@ func (n *Node) checkImported(info store.ExportInfo, nar narcache.Nar, head []byt
 	}
 	var others []string
 	for _, ref := range info.References {
-		if _, err := store.ParseStorePath(n.cfg.StoreDir, ref); err != nil {
+		if _, err := store.ParseStorePath(api.cfg.StoreDir, ref); err != nil {
 			return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%s: reference: %v", path, err)
 		}
 		if ref != path && !sent[ref] {
@@ -270,9 +270,9 @@ func (n *Node) checkImported(info store.ExportInfo, nar narcache.Nar, head []byt
 		}
 	}
 	if len(others) > 0 {
-		missing, err := n.raft.State().MissingPaths(others)
+		missing, err := api.raft.State().MissingPaths(others)
 		if err != nil {
-			return consensus.NarInfo{}, importErrorf(statusOf(err), "%s: look up references: %v", path, err)
+			return consensus.NarInfo{}, importErrorf(api.statusOf(err), "%s: look up references: %v", path, err)
 		}
 		if len(missing) > 0 {
 			return consensus.NarInfo{}, importErrorf(http.StatusBadRequest,
@@ -293,7 +293,7 @@ func (n *Node) checkImported(info store.ExportInfo, nar narcache.Nar, head []byt
 	if err != nil {
 		return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%v", err)
 	}
-	return n.agent.Record(path, nar, info.References, "", "", ca), nil
+	return api.agent.Record(path, nar, info.References, "", "", ca), nil
 }
 
 // statusOfImportRead is the status for an error reading an import stream:
@@ -327,10 +327,10 @@ func (c *capWriter) Write(p []byte) (int, error) {
 }
 
 // dropUnreferenced removes freshly ingested files no narinfo names.
-func (n *Node) dropUnreferenced(nar narcache.Nar) {
+func (api *API) dropUnreferenced(nar narcache.Nar) {
 	for _, f := range nar.Files {
-		if _, known := n.fileIndex(f.Key()); !known {
-			_ = n.disk.Remove(f.Key())
+		if _, known := api.files.HashPart(f.Key()); !known {
+			_ = api.disk.Remove(f.Key())
 		}
 	}
 }

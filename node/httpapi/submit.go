@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"context"
@@ -28,7 +28,8 @@ type submitRequest struct {
 	Retries       int               `json:"retries"`
 }
 
-type submittedBuild struct {
+// SubmittedBuild is one build a submission recorded.
+type SubmittedBuild struct {
 	ID         string `json:"id"`
 	Derivation string `json:"derivation"`
 }
@@ -36,7 +37,7 @@ type submittedBuild struct {
 // handleSubmit creates builds for derivations whose .drv files the mesh
 // holds. Each .drv is read from the mesh and checked (its output paths
 // must be the ones its inputs imply) before anything is recorded.
-func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
+func (api *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	var req submitRequest
 	req.Retries = -1
 	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<20)).Decode(&req); err != nil {
@@ -47,9 +48,9 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "no derivations")
 		return
 	}
-	res, err := n.submit(r.Context(), req)
+	res, err := api.submit(r.Context(), req)
 	if err != nil {
-		apiError(w, statusOf(err), "%v", err)
+		apiError(w, api.statusOf(err), "%v", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"builds": res})
@@ -57,14 +58,14 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 
 // drvReader reads .drv files from the mesh, once each.
 type drvReader struct {
-	n     *Node
+	api   *API
 	ctx   context.Context
 	mu    sync.Mutex
 	cache map[string][]byte
 }
 
-func (n *Node) newDrvReader(ctx context.Context) *drvReader {
-	return &drvReader{n: n, ctx: ctx, cache: map[string][]byte{}}
+func (api *API) newDrvReader(ctx context.Context) *drvReader {
+	return &drvReader{api: api, ctx: ctx, cache: map[string][]byte{}}
 }
 
 func (d *drvReader) load(p string) ([]byte, error) {
@@ -74,7 +75,7 @@ func (d *drvReader) load(p string) ([]byte, error) {
 	if ok {
 		return b, nil
 	}
-	b, err := d.n.readDrv(d.ctx, p)
+	b, err := d.api.readDrv(d.ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -85,25 +86,25 @@ func (d *drvReader) load(p string) ([]byte, error) {
 }
 
 // readDrv returns the text of a .drv the mesh holds.
-func (n *Node) readDrv(ctx context.Context, p string) ([]byte, error) {
+func (api *API) readDrv(ctx context.Context, p string) ([]byte, error) {
 	hp, err := consensus.HashPart(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrBadRequest, p)
 	}
-	ni, err := n.raft.State().NarInfoByHash(hp)
+	ni, err := api.raft.State().NarInfoByHash(hp)
 	if err != nil || ni == nil || ni.StorePath != p {
 		return nil, fmt.Errorf("%w: the mesh does not hold %s; upload it first (drvmesh submit does)", ErrBadRequest, p)
 	}
-	f, ok := n.agent.LocalFile(ni)
+	f, ok := api.agent.LocalFile(ni)
 	if !ok {
-		if err := n.agent.ReplicateLocal(ctx, hp); err != nil {
+		if err := api.agent.ReplicateLocal(ctx, hp); err != nil {
 			return nil, fmt.Errorf("fetch %s from its holders: %w", p, err)
 		}
-		if f, ok = n.agent.LocalFile(ni); !ok {
+		if f, ok = api.agent.LocalFile(ni); !ok {
 			return nil, fmt.Errorf("%w: %s", consensus.ErrNotFound, p)
 		}
 	}
-	rc, _, err := n.disk.OpenNar(f.Key())
+	rc, _, err := api.disk.OpenNar(f.Key())
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +121,7 @@ func (n *Node) readDrv(ctx context.Context, p string) ([]byte, error) {
 
 // drvRecord parses a .drv, checks its output paths and makes its
 // scheduling record.
-func (n *Node) drvRecord(p string, rd *drvReader, hasher *store.Hasher) (*consensus.Drv, error) {
+func (api *API) drvRecord(p string, rd *drvReader, hasher *store.Hasher) (*consensus.Drv, error) {
 	b, err := rd.load(p)
 	if err != nil {
 		return nil, err
@@ -133,7 +134,7 @@ func (n *Node) drvRecord(p string, rd *drvReader, hasher *store.Hasher) (*consen
 	if err != nil {
 		return nil, err
 	}
-	if err := hasher.CheckOutputPaths(d, n.cfg.StoreDir, name); err != nil {
+	if err := hasher.CheckOutputPaths(d, api.cfg.StoreDir, name); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	rec := &consensus.Drv{Path: p, System: d.Platform, InputDrvs: d.InputDrvs, InputSrcs: d.InputSrcs, Outputs: map[string]string{}}
@@ -148,16 +149,16 @@ func (n *Node) drvRecord(p string, rd *drvReader, hasher *store.Hasher) (*consen
 
 // submit records builds for req and returns them, in the order of
 // req.Derivations followed by the inputs --closure added.
-func (n *Node) submit(ctx context.Context, req submitRequest) ([]submittedBuild, error) {
-	st := n.raft.State()
-	rd := n.newDrvReader(ctx)
+func (api *API) submit(ctx context.Context, req submitRequest) ([]SubmittedBuild, error) {
+	st := api.raft.State()
+	rd := api.newDrvReader(ctx)
 	hasher := store.NewHasher(rd.load)
 	settings, _ := st.Settings()
 	retries := req.Retries
 	if retries < 0 {
 		retries = settings.Retries
 	}
-	var out []submittedBuild
+	var out []SubmittedBuild
 	var builds []consensus.Build
 	var drvs []consensus.Drv
 	seen := map[string]bool{}
@@ -168,23 +169,23 @@ func (n *Node) submit(ctx context.Context, req submitRequest) ([]submittedBuild,
 			Priority: req.Priority, Tags: req.Tags, DeferUntil: req.DeferUntil, Retries: retries,
 		})
 		drvs = append(drvs, *rec)
-		out = append(out, submittedBuild{ID: builds[len(builds)-1].ID, Derivation: p})
+		out = append(out, SubmittedBuild{ID: builds[len(builds)-1].ID, Derivation: p})
 	}
 	for _, p := range req.Derivations {
-		if _, err := store.ParseStorePath(n.cfg.StoreDir, p); err != nil || !strings.HasSuffix(p, ".drv") {
-			return nil, fmt.Errorf("%w: %q is not a .drv in %s", ErrBadRequest, p, n.cfg.StoreDir)
+		if _, err := store.ParseStorePath(api.cfg.StoreDir, p); err != nil || !strings.HasSuffix(p, ".drv") {
+			return nil, fmt.Errorf("%w: %q is not a .drv in %s", ErrBadRequest, p, api.cfg.StoreDir)
 		}
 		if seen[p] {
 			continue
 		}
 		seen[p] = true
-		rec, err := n.drvRecord(p, rd, hasher)
+		rec, err := api.drvRecord(p, rd, hasher)
 		if err != nil {
 			return nil, err
 		}
 		if req.IgnoreIfBuilt {
 			if b := latestBuild(st, p, consensus.StateSucceeded); b != nil {
-				out = append(out, submittedBuild{ID: b.ID, Derivation: p})
+				out = append(out, SubmittedBuild{ID: b.ID, Derivation: p})
 				continue
 			}
 		}
@@ -204,11 +205,11 @@ func (n *Node) submit(ctx context.Context, req submitRequest) ([]submittedBuild,
 				continue
 			}
 			seen[p] = true
-			rec, err := n.drvRecord(p, rd, hasher)
+			rec, err := api.drvRecord(p, rd, hasher)
 			if err != nil {
 				return nil, err
 			}
-			if n.outputsPresent(rec) || latestBuild(st, p, "") != nil && !latestFinished(st, p) {
+			if api.outputsPresent(rec) || latestBuild(st, p, "") != nil && !latestFinished(st, p) {
 				continue
 			}
 			add(p, rec)
@@ -216,7 +217,7 @@ func (n *Node) submit(ctx context.Context, req submitRequest) ([]submittedBuild,
 	}
 	for i := 0; i < len(builds); i += maxBuildsPerEntry {
 		j := min(i+maxBuildsPerEntry, len(builds))
-		if _, err := n.apply(ctx, &consensus.SubmitBuilds{Builds: builds[i:j], Drvs: drvs[i:j]}); err != nil {
+		if _, err := api.apply.ApplyAndCatchUp(ctx, &consensus.SubmitBuilds{Builds: builds[i:j], Drvs: drvs[i:j]}); err != nil {
 			if i > 0 {
 				return out[:i], fmt.Errorf("recorded %d of %d builds: %w", i, len(builds), err)
 			}
@@ -227,12 +228,12 @@ func (n *Node) submit(ctx context.Context, req submitRequest) ([]submittedBuild,
 }
 
 // outputsPresent reports whether the mesh holds every output of a drv.
-func (n *Node) outputsPresent(rec *consensus.Drv) bool {
+func (api *API) outputsPresent(rec *consensus.Drv) bool {
 	var paths []string
 	for _, p := range rec.Outputs {
 		paths = append(paths, p)
 	}
-	m, err := n.raft.State().MissingPaths(paths)
+	m, err := api.raft.State().MissingPaths(paths)
 	return err == nil && len(m) == 0
 }
 
@@ -257,4 +258,19 @@ func latestBuild(st *consensus.FSM, drv, state string) *consensus.Build {
 func latestFinished(st *consensus.FSM, drv string) bool {
 	b := latestBuild(st, drv, "")
 	return b != nil && (b.State == consensus.StateFailed || b.State == consensus.StateCanceled)
+}
+
+// DrvReader returns a reader of derivation records the mesh holds: each
+// .drv is read and its output paths checked once per reader.
+func (api *API) DrvReader(ctx context.Context) func(drv string) (*consensus.Drv, error) {
+	rd := api.newDrvReader(ctx)
+	hasher := store.NewHasher(rd.load)
+	return func(p string) (*consensus.Drv, error) { return api.drvRecord(p, rd, hasher) }
+}
+
+// Submit records builds for derivations the mesh holds, with the mesh's
+// default retries, and returns how many it recorded.
+func (api *API) Submit(ctx context.Context, drvs []string) (int, error) {
+	res, err := api.submit(ctx, submitRequest{Derivations: drvs, Retries: -1})
+	return len(res), err
 }

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"context"
@@ -13,43 +13,43 @@ import (
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
-	"github.com/drvmesh/drvmesh/node/cluster"
 	"github.com/drvmesh/drvmesh/store"
 )
 
-// httpHandler is the public HTTP surface: the JSON API under /api/v1/,
-// the web page, /metrics, and the binary cache for everything else.
-func (n *Node) httpHandler() http.Handler {
+// Handler is the public HTTP surface: the JSON API under /api/v1/, the
+// join endpoint, the web page, /metrics, and the binary cache for
+// everything else.
+func (api *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/status", n.handleStatus)
-	mux.HandleFunc("GET /api/v1/nodes", n.handleNodes)
-	mux.HandleFunc("GET /api/v1/key", n.handleKey)
-	mux.HandleFunc("GET /signing-key.pub", n.handleGuixKey)
-	mux.Handle("POST /api/v1/join", cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log))
-	mux.HandleFunc("GET /api/v1/builds", n.handleListBuilds)
-	mux.HandleFunc("POST /api/v1/builds", n.admin(n.handleSubmit))
-	mux.HandleFunc("GET /api/v1/builds/{id}", n.handleShowBuild)
-	mux.HandleFunc("GET /api/v1/builds/{id}/log", n.handleBuildLog)
-	mux.HandleFunc("POST /api/v1/cancel", n.admin(n.handleCancel))
-	mux.HandleFunc("POST /api/v1/paths/missing", n.handleMissing)
-	mux.HandleFunc("PUT /api/v1/nars", n.admin(n.handleUploadNar))
-	mux.HandleFunc("POST /api/v1/nars/import", n.admin(n.handleImportNars))
-	mux.Handle("GET /metrics", n.metrics.handler())
-	mux.HandleFunc("GET /{$}", n.handleWeb)
-	mux.Handle("/", n.cache)
-	return n.metrics.instrument(mux)
+	mux.HandleFunc("GET /api/v1/status", api.handleStatus)
+	mux.HandleFunc("GET /api/v1/nodes", api.handleNodes)
+	mux.HandleFunc("GET /api/v1/key", api.handleKey)
+	mux.HandleFunc("GET /signing-key.pub", api.handleGuixKey)
+	mux.Handle("POST /api/v1/join", api.cfg.Join)
+	mux.HandleFunc("GET /api/v1/builds", api.handleListBuilds)
+	mux.HandleFunc("POST /api/v1/builds", api.admin(api.handleSubmit))
+	mux.HandleFunc("GET /api/v1/builds/{id}", api.handleShowBuild)
+	mux.HandleFunc("GET /api/v1/builds/{id}/log", api.handleBuildLog)
+	mux.HandleFunc("POST /api/v1/cancel", api.admin(api.handleCancel))
+	mux.HandleFunc("POST /api/v1/paths/missing", api.handleMissing)
+	mux.HandleFunc("PUT /api/v1/nars", api.admin(api.handleUploadNar))
+	mux.HandleFunc("POST /api/v1/nars/import", api.admin(api.handleImportNars))
+	mux.Handle("GET /metrics", api.cfg.Metrics)
+	mux.HandleFunc("GET /{$}", api.handleWeb)
+	mux.Handle("/", api.cfg.Cache)
+	return mux
 }
 
 // admin guards a write endpoint with the admin token.
-func (n *Node) admin(h http.HandlerFunc) http.HandlerFunc {
+func (api *API) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-		st, err := n.raft.State().Settings()
+		st, err := api.raft.State().Settings()
 		if err != nil || st.AdminTokenHash == "" {
 			apiError(w, http.StatusServiceUnavailable, "the mesh is not ready yet; try again")
 			return
 		}
-		if tok == "" || subtle.ConstantTimeCompare([]byte(cluster.TokenHash(tok)), []byte(st.AdminTokenHash)) != 1 {
+		if tok == "" || subtle.ConstantTimeCompare([]byte(api.cfg.TokenHash(tok)), []byte(st.AdminTokenHash)) != 1 {
 			apiError(w, http.StatusUnauthorized, "wrong or missing admin token")
 			return
 		}
@@ -57,7 +57,8 @@ func (n *Node) admin(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-type statusJSON struct {
+// StatusJSON is what GET /api/v1/status answers.
+type StatusJSON struct {
 	Node        string   `json:"node"`
 	Leader      string   `json:"leader"`
 	Term        uint64   `json:"term"`
@@ -68,11 +69,12 @@ type statusJSON struct {
 	Running     int      `json:"running"`
 }
 
-func (n *Node) status() statusJSON {
-	term, commit, _ := n.raft.Stats()
-	leader, _ := n.raft.Leader()
-	out := statusJSON{Node: n.cfg.Name, Leader: leader, Term: term, CommitIndex: commit, Voters: []string{}, Nonvoters: []string{}}
-	if servers, err := n.raft.Servers(); err == nil {
+// Status is what GET /api/v1/status answers.
+func (api *API) Status() StatusJSON {
+	term, commit, _ := api.raft.Stats()
+	leader, _ := api.raft.Leader()
+	out := StatusJSON{Node: api.cfg.Name, Leader: leader, Term: term, CommitIndex: commit, Voters: []string{}, Nonvoters: []string{}}
+	if servers, err := api.raft.Servers(); err == nil {
 		for _, s := range servers {
 			if s.Voter {
 				out.Voters = append(out.Voters, s.ID)
@@ -81,18 +83,19 @@ func (n *Node) status() statusJSON {
 			}
 		}
 	}
-	if c, err := n.raft.State().Counts(); err == nil {
+	if c, err := api.raft.State().Counts(); err == nil {
 		out.Queued = c[consensus.StateQueued]
 		out.Running = c[consensus.StateScheduled] + c[consensus.StateBuilding]
 	}
 	return out
 }
 
-func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.status())
+func (api *API) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.Status())
 }
 
-type nodeJSON struct {
+// NodeJSON is one node of GET /api/v1/nodes.
+type NodeJSON struct {
 	Name     string   `json:"name"`
 	Status   string   `json:"status"`
 	Raft     string   `json:"raft"`
@@ -109,10 +112,10 @@ type nodeJSON struct {
 
 // nodesView merges the admission records, gossip and the raft
 // configuration into the SPEC's node list.
-func (n *Node) nodesView() []nodeJSON {
-	recs, _ := n.raft.State().Nodes()
+func (api *API) nodesView() []NodeJSON {
+	recs, _ := api.raft.State().Nodes()
 	roles := map[string]string{}
-	if servers, err := n.raft.Servers(); err == nil {
+	if servers, err := api.raft.Servers(); err == nil {
 		for _, s := range servers {
 			roles[s.ID] = "nonvoter"
 			if s.Voter {
@@ -120,18 +123,18 @@ func (n *Node) nodesView() []nodeJSON {
 			}
 		}
 	}
-	if leader, _ := n.raft.Leader(); leader != "" {
+	if leader, _ := api.raft.Leader(); leader != "" {
 		roles[leader] = "leader"
 	}
 	members := map[string]gossip.Member{}
-	for _, m := range n.gossip.Members() {
+	for _, m := range api.members.Members() {
 		members[m.Name] = m
 	}
-	var out []nodeJSON
+	var out []NodeJSON
 	seen := map[string]bool{}
 	add := func(name, httpAddr string) {
 		seen[name] = true
-		nj := nodeJSON{Name: name, Status: "dead", Raft: "none", HTTP: httpAddr, Systems: []string{}, Features: []string{}}
+		nj := NodeJSON{Name: name, Status: "dead", Raft: "none", HTTP: httpAddr, Systems: []string{}, Features: []string{}}
 		if r, ok := roles[name]; ok {
 			nj.Raft = r
 		}
@@ -165,38 +168,38 @@ func orEmpty(s []string) []string {
 	return s
 }
 
-func (n *Node) handleNodes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.nodesView())
+func (api *API) handleNodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.nodesView())
 }
 
-func (n *Node) handleKey(w http.ResponseWriter, r *http.Request) {
-	out := map[string]string{"nix": n.creds.Signer.Public().String()}
-	if n.creds.Guix != nil {
-		out["guix"] = string(n.creds.Guix.PublicKeyText())
+func (api *API) handleKey(w http.ResponseWriter, r *http.Request) {
+	out := map[string]string{"nix": api.cfg.PublicKey}
+	if api.cfg.Guix != nil {
+		out["guix"] = string(api.cfg.Guix.PublicKeyText())
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (n *Node) handleGuixKey(w http.ResponseWriter, r *http.Request) {
-	if n.creds.Guix == nil {
+func (api *API) handleGuixKey(w http.ResponseWriter, r *http.Request) {
+	if api.cfg.Guix == nil {
 		http.NotFound(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
-	_, _ = w.Write(n.creds.Guix.PublicKeyText())
+	_, _ = w.Write(api.cfg.Guix.PublicKeyText())
 }
 
 // fresh makes a read linearizable when the caller asks (?fresh=1): the
 // node waits until it has applied everything the leader had committed.
-func (n *Node) fresh(r *http.Request) error {
+func (api *API) fresh(r *http.Request) error {
 	if r.URL.Query().Get("fresh") == "" {
 		return nil
 	}
-	return n.fwd.CatchUpWithLeader(r.Context())
+	return api.apply.CatchUpWithLeader(r.Context())
 }
 
-func (n *Node) handleListBuilds(w http.ResponseWriter, r *http.Request) {
-	if err := n.fresh(r); err != nil {
+func (api *API) handleListBuilds(w http.ResponseWriter, r *http.Request) {
+	if err := api.fresh(r); err != nil {
 		apiError(w, http.StatusServiceUnavailable, "fresh read: %v", err)
 		return
 	}
@@ -216,9 +219,9 @@ func (n *Node) handleListBuilds(w http.ResponseWriter, r *http.Request) {
 		flt.Tag = tags[0]
 		flt.Limit = 0
 	}
-	bs, err := n.raft.State().ListBuilds(flt)
+	bs, err := api.raft.State().ListBuilds(flt)
 	if err != nil {
-		apiError(w, statusOf(err), "%v", err)
+		apiError(w, api.statusOf(err), "%v", err)
 		return
 	}
 	out := make([]*consensus.Build, 0, len(bs))
@@ -243,20 +246,20 @@ func matchTags(b *consensus.Build, tags []string) bool {
 	return true
 }
 
-func (n *Node) handleShowBuild(w http.ResponseWriter, r *http.Request) {
-	if err := n.fresh(r); err != nil {
+func (api *API) handleShowBuild(w http.ResponseWriter, r *http.Request) {
+	if err := api.fresh(r); err != nil {
 		apiError(w, http.StatusServiceUnavailable, "fresh read: %v", err)
 		return
 	}
-	b, err := n.raft.State().GetBuild(r.PathValue("id"))
+	b, err := api.raft.State().GetBuild(r.PathValue("id"))
 	if err != nil {
-		apiError(w, statusOf(err), "build %s: %v", r.PathValue("id"), err)
+		apiError(w, api.statusOf(err), "build %s: %v", r.PathValue("id"), err)
 		return
 	}
 	writeJSON(w, http.StatusOK, b)
 }
 
-func (n *Node) handleCancel(w http.ResponseWriter, r *http.Request) {
+func (api *API) handleCancel(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		IDs []string `json:"ids"`
 	}
@@ -264,14 +267,14 @@ func (n *Node) handleCancel(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "want {\"ids\": [...]}")
 		return
 	}
-	if _, err := n.apply(r.Context(), &consensus.CancelBuilds{IDs: req.IDs}); err != nil {
-		apiError(w, statusOf(err), "cancel: %v", err)
+	if _, err := api.apply.ApplyAndCatchUp(r.Context(), &consensus.CancelBuilds{IDs: req.IDs}); err != nil {
+		apiError(w, api.statusOf(err), "cancel: %v", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string][]string{"canceled": req.IDs})
 }
 
-func (n *Node) handleMissing(w http.ResponseWriter, r *http.Request) {
+func (api *API) handleMissing(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Paths []string `json:"paths"`
 	}
@@ -280,12 +283,12 @@ func (n *Node) handleMissing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, p := range req.Paths {
-		if _, err := store.ParseStorePath(n.cfg.StoreDir, p); err != nil {
+		if _, err := store.ParseStorePath(api.cfg.StoreDir, p); err != nil {
 			apiError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
 	}
-	missing, err := n.raft.State().MissingPaths(req.Paths)
+	missing, err := api.raft.State().MissingPaths(req.Paths)
 	if err != nil {
 		apiError(w, http.StatusInternalServerError, "%v", err)
 		return
@@ -297,7 +300,7 @@ func (n *Node) handleMissing(w http.ResponseWriter, r *http.Request) {
 }
 
 // statusOf maps an error to an HTTP status.
-func statusOf(err error) int {
+func (api *API) statusOf(err error) int {
 	var nl *consensus.NotLeaderError
 	switch {
 	case errors.Is(err, consensus.ErrNotFound):
@@ -308,7 +311,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, consensus.ErrBadTransition):
 		return http.StatusConflict
-	case errors.Is(err, ErrNoLeader), errors.As(err, &nl), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, api.cfg.NoLeader), errors.As(err, &nl), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
