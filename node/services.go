@@ -20,16 +20,50 @@ import (
 	"github.com/drvmesh/drvmesh/node/leader"
 )
 
-// startServices starts everything after the identity is settled.
+// startServices starts everything after the identity is settled, in
+// named steps; then, on a new mesh, records its settings; then the loops.
+// Every goroutine derives from the run context made here.
 func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.run, n.cancel = rctx, cancel
+	steps := []struct {
+		name  string
+		start func(context.Context) error
+	}{
+		{"cluster port", n.startCluster},
+		{"raft", func(ctx context.Context) error { return n.startRaft(ctx, bootstrap) }},
+		{"nar cache", n.startCache},
+		{"gossip", n.startGossip},
+		{"builder", n.startBuilder},
+		{"rooms", n.startRooms},
+		{"HTTP", n.startHTTP},
+	}
+	for _, s := range steps {
+		if err := s.start(ctx); err != nil {
+			return fmt.Errorf("start %s: %w", s.name, err)
+		}
+	}
+	if bootstrap {
+		if err := n.initMesh(ctx); err != nil {
+			return err
+		}
+	}
+	n.startLoops(rctx)
+	n.log.Info("node started", "http", n.httpAdvertise(), "cluster", n.clusterAdvertise(), "gossip", n.gossipAdvertise(), "p2p", n.p2pAddr(), "builder", n.cfg.Builder)
+	return nil
+}
 
-	// Cluster port: raft and RPC over mutual TLS.
+// startCluster serves the cluster port: raft and RPC over mutual TLS.
+func (n *Node) startCluster(context.Context) error {
 	n.mux = cluster.NewMux(n.clusterLn, n.creds.ServerTLS, n.log)
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.mux.Serve() }()
+	return nil
+}
 
+// startRaft opens the replicated state and raft over the cluster port,
+// and the forwarder every write goes through.
+func (n *Node) startRaft(ctx context.Context, bootstrap bool) error {
 	advertise, err := net.ResolveTCPAddr("tcp", n.clusterAdvertise())
 	if err != nil {
 		return fmt.Errorf("%w: advertise address %s: %v", ErrConfig, n.clusterAdvertise(), err)
@@ -66,13 +100,12 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		return err
 	}
 	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC)
+	return nil
+}
 
-	// Nar store, peer to peer, binary cache.
-	if err := n.startCache(ctx); err != nil {
-		return err
-	}
-
-	// Gossip.
+// startGossip joins nothing yet (see joinGossip): it starts memberlist
+// with this node's meta, and the peers file it keeps.
+func (n *Node) startGossip(ctx context.Context) error {
 	host, portStr, err := net.SplitHostPort(n.cfg.GossipListen)
 	if err != nil {
 		return fmt.Errorf("%w: gossip address %q: %v", ErrConfig, n.cfg.GossipListen, err)
@@ -98,11 +131,12 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	if err := n.gossip.SetMeta(n.meta()); err != nil {
 		return err
 	}
-	if err := n.gossip.Start(ctx); err != nil {
-		return err
-	}
+	return n.gossip.Start(ctx)
+}
 
-	// Builder.
+// startBuilder opens the backend --builder names.
+func (n *Node) startBuilder(context.Context) error {
+	var err error
 	switch {
 	case n.cfg.builder != nil:
 		n.builder = n.cfg.builder
@@ -117,9 +151,13 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	default:
 		n.builder = builder.NewNone()
 	}
-	if err != nil {
-		return err
-	}
+	return err
+}
+
+// startRooms makes the agent, the HTTP API and the leader's duties, each
+// given what it consumes, and serves node-to-node RPC: the cluster port
+// held its connections until every room it routes to exists.
+func (n *Node) startRooms(context.Context) error {
 	n.agent = agent.New(agent.Config{
 		Name: n.cfg.Name, Builder: n.cfg.Builder, StoreDir: n.cfg.StoreDir, DataDir: n.cfg.DataDir,
 		MaxJobs: n.cfg.MaxJobs, MinCopies: n.cfg.MinCopies, QuotaBytes: n.cfg.QuotaBytes,
@@ -127,7 +165,6 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Files: files{n}, Build: n.builder, Disk: n.disk, P2P: n.p2p,
 		BuildSeconds: n.metrics.buildSeconds, BuildPhase: n.metrics.buildPhase, Log: n.log,
 	})
-
 	n.api = httpapi.New(httpapi.Config{
 		Name: n.cfg.Name, StoreDir: n.cfg.StoreDir, PublicKey: n.PublicKey(), Guix: n.creds.Guix,
 		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Agent: n.agent, Files: files{n}, Disk: n.disk,
@@ -135,38 +172,37 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		Join:  cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log),
 		Cache: n.cache, Metrics: n.metrics.handler(), Log: n.log,
 	})
-
-	// Node-to-node RPC: the cluster port held its connections until now.
-	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
-
-	// Public HTTP.
-	n.httpSrv = &http.Server{Handler: n.metrics.instrument(n.api.Handler()), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.httpLn) }()
-
-	if bootstrap {
-		if err := n.initMesh(ctx); err != nil {
-			return err
-		}
-	}
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.joinGossip(rctx) }()
 	n.leader = leader.New(leader.Config{
 		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,
 		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL,
 		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.agent, Submit: n.api,
 		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
 	})
+	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
+	return nil
+}
+
+// startHTTP serves the public HTTP API.
+func (n *Node) startHTTP(context.Context) error {
+	n.httpSrv = &http.Server{Handler: n.metrics.instrument(n.api.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.httpLn) }()
+	return nil
+}
+
+// startLoops starts the node's loops under the run context: joining
+// gossip, the leader's duties, the agent and the meta loop.
+func (n *Node) startLoops(rctx context.Context) {
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.joinGossip(rctx) }()
 	n.leaderStopped = make(chan struct{})
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); defer close(n.leaderStopped); n.leader.Run(rctx) }()
 	n.agent.Start(rctx)
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.metaLoop(rctx) }()
-	n.log.Info("node started", "http", n.httpAdvertise(), "cluster", n.clusterAdvertise(), "gossip", n.gossipAdvertise(), "p2p", n.p2pAddr(), "builder", n.cfg.Builder)
-	return nil
 }
 
 // initMesh records the new mesh's settings and this node once it leads.

@@ -97,33 +97,7 @@ func (h *hookRunner) runHooks(ctx context.Context, retryAt map[uint64]time.Time,
 	}
 	var next time.Time
 	var acks []uint64
-	flush := func() {
-		if len(acks) == 0 {
-			return
-		}
-		// Acknowledging is idempotent: retry, through the next leader if
-		// this node lost leadership meanwhile.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.handover())
-		defer cancel()
-		for {
-			_, err := h.apply.ApplyAndCatchUp(actx, &consensus.AckEvents{Seqs: acks})
-			if err == nil {
-				for _, seq := range acks {
-					delete(h.ran, seq)
-				}
-				break
-			}
-			if actx.Err() != nil {
-				h.log.Warn("acknowledge hook events", keyErr, err)
-				break
-			}
-			select {
-			case <-actx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		acks = acks[:0]
-	}
+	flush := func() { acks = h.ack(ctx, acks) }
 	defer flush()
 	for _, ev := range evs {
 		if ctx.Err() != nil {
@@ -162,6 +136,35 @@ func (h *hookRunner) runHooks(ctx context.Context, retryAt map[uint64]time.Time,
 		}
 	}
 	return next
+}
+
+// ack acknowledges the events whose hook ran and returns acks emptied.
+// Acknowledging is idempotent: it retries, through the next leader if
+// this node lost leadership meanwhile, for up to the handover.
+func (h *hookRunner) ack(ctx context.Context, acks []uint64) []uint64 {
+	if len(acks) == 0 {
+		return acks
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.handover())
+	defer cancel()
+	for {
+		_, err := h.apply.ApplyAndCatchUp(actx, &consensus.AckEvents{Seqs: acks})
+		if err == nil {
+			for _, seq := range acks {
+				delete(h.ran, seq)
+			}
+			break
+		}
+		if actx.Err() != nil {
+			h.log.Warn("acknowledge hook events", keyErr, err)
+			break
+		}
+		select {
+		case <-actx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return acks[:0]
 }
 
 // runHook runs DIR/<event> for one event, if it exists.

@@ -62,8 +62,7 @@ func (l *Leader) lead(ctx context.Context) {
 	// checks); scheduling reacts to changes and to deferred builds.
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	deadSince := map[string]time.Time{}
-	requeued := map[string]bool{}
+	gone := &lost{deadSince: map[string]time.Time{}, requeued: map[string]bool{}}
 	var deferred <-chan time.Time
 	sched, member := true, true
 	for {
@@ -77,7 +76,7 @@ func (l *Leader) lead(ctx context.Context) {
 			}
 		}
 		if member {
-			l.reconcile(ctx, deadSince, requeued)
+			l.reconcile(ctx, gone)
 		}
 		sched, member = false, false
 		select {
@@ -98,10 +97,17 @@ func (l *Leader) lead(ctx context.Context) {
 	}
 }
 
+// lost is what the leader remembers about lost members across the
+// reconcile passes of one term.
+type lost struct {
+	deadSince map[string]time.Time // when gossip first said dead or left
+	requeued  map[string]bool      // whose builds were handed back
+}
+
 // reconcile makes raft membership follow gossip: admitted, alive nodes
 // join as nonvoters and are promoted once caught up, up to MaxVoters;
 // dead nodes lose their builds at once and their vote after DeadAfter.
-func (l *Leader) reconcile(ctx context.Context, deadSince map[string]time.Time, requeued map[string]bool) {
+func (l *Leader) reconcile(ctx context.Context, gone *lost) {
 	recs, err := l.raft.State().Nodes()
 	if err != nil {
 		l.log.Warn("reconcile: read admission records", keyErr, err)
@@ -125,71 +131,86 @@ func (l *Leader) reconcile(ctx context.Context, deadSince map[string]time.Time, 
 			continue
 		}
 		m, known := l.members.Member(rec.Name)
-		alive := known && m.Status == gossip.StatusAlive
 		srv, member := inRaft[rec.Name]
 		switch {
-		case alive:
-			delete(deadSince, rec.Name)
-			delete(requeued, rec.Name)
-			if m.Meta.Raft != "" && m.Meta.Raft != rec.Raft {
-				// The node came back on another address: gossip knows it
-				// first; record it, then point raft at it.
-				rec.Raft, rec.HTTP, rec.P2P = m.Meta.Raft, m.Meta.HTTP, m.Meta.P2P
-				if _, err := l.apply.ApplyAndCatchUp(ctx, &consensus.PutNode{Node: rec}); err != nil {
-					l.log.Warn("record new address", keyMember, rec.Name, keyErr, err)
-					continue
-				}
-			}
-			if member && srv.Addr != rec.Raft {
-				var err error
-				if srv.Voter {
-					err = l.raft.AddVoter(rec.Name, rec.Raft)
-				} else {
-					err = l.raft.AddNonvoter(rec.Name, rec.Raft)
-				}
-				if err != nil {
-					l.log.Warn("point raft at new address", keyMember, rec.Name, keyAddr, rec.Raft, keyErr, err)
-				} else {
-					l.log.Info("raft address changed", keyMember, rec.Name, keyAddr, rec.Raft)
-				}
-				continue
-			}
-			if !member {
-				if err := l.raft.AddNonvoter(rec.Name, rec.Raft); err != nil {
-					l.log.Warn("add nonvoter", keyMember, rec.Name, keyErr, err)
-				} else {
-					l.log.Info("added nonvoter", keyMember, rec.Name)
-				}
-			} else if !srv.Voter && voters < l.cfg.MaxVoters && l.caughtUp(ctx, rec) {
-				if err := l.raft.AddVoter(rec.Name, rec.Raft); err != nil {
-					l.log.Warn("promote to voter", keyMember, rec.Name, keyErr, err)
-				} else {
-					voters++
-					l.log.Info("promoted to voter", keyMember, rec.Name)
-				}
+		case known && m.Status == gossip.StatusAlive:
+			delete(gone.deadSince, rec.Name)
+			delete(gone.requeued, rec.Name)
+			if l.keepAlive(ctx, rec, m, srv, member, voters < l.cfg.MaxVoters) {
+				voters++
 			}
 		case known && (m.Status == gossip.StatusDead || m.Status == gossip.StatusLeft):
-			if _, ok := deadSince[rec.Name]; !ok {
-				deadSince[rec.Name] = time.Now()
+			l.letGo(ctx, gone, rec, m, member)
+		}
+	}
+}
+
+// keepAlive keeps an alive member in raft at its current address: added
+// as a nonvoter, then promoted once caught up while there is room for a
+// voter. It reports whether it promoted the member.
+func (l *Leader) keepAlive(ctx context.Context, rec consensus.Node, m gossip.Member, srv consensus.Server, member, room bool) bool {
+	if m.Meta.Raft != "" && m.Meta.Raft != rec.Raft {
+		// The node came back on another address: gossip knows it
+		// first; record it, then point raft at it.
+		rec.Raft, rec.HTTP, rec.P2P = m.Meta.Raft, m.Meta.HTTP, m.Meta.P2P
+		if _, err := l.apply.ApplyAndCatchUp(ctx, &consensus.PutNode{Node: rec}); err != nil {
+			l.log.Warn("record new address", keyMember, rec.Name, keyErr, err)
+			return false
+		}
+	}
+	switch {
+	case member && srv.Addr != rec.Raft:
+		var err error
+		if srv.Voter {
+			err = l.raft.AddVoter(rec.Name, rec.Raft)
+		} else {
+			err = l.raft.AddNonvoter(rec.Name, rec.Raft)
+		}
+		if err != nil {
+			l.log.Warn("point raft at new address", keyMember, rec.Name, keyAddr, rec.Raft, keyErr, err)
+		} else {
+			l.log.Info("raft address changed", keyMember, rec.Name, keyAddr, rec.Raft)
+		}
+	case !member:
+		if err := l.raft.AddNonvoter(rec.Name, rec.Raft); err != nil {
+			l.log.Warn("add nonvoter", keyMember, rec.Name, keyErr, err)
+		} else {
+			l.log.Info("added nonvoter", keyMember, rec.Name)
+		}
+	case !srv.Voter && room && l.caughtUp(ctx, rec):
+		if err := l.raft.AddVoter(rec.Name, rec.Raft); err != nil {
+			l.log.Warn("promote to voter", keyMember, rec.Name, keyErr, err)
+			return false
+		}
+		l.log.Info("promoted to voter", keyMember, rec.Name)
+		return true
+	}
+	return false
+}
+
+// letGo handles a member gossip says is dead or left: its builds go back
+// to the queue and its nars are copied again at once; its raft vote goes
+// when it left, or after DeadAfter.
+func (l *Leader) letGo(ctx context.Context, gone *lost, rec consensus.Node, m gossip.Member, member bool) {
+	if _, ok := gone.deadSince[rec.Name]; !ok {
+		gone.deadSince[rec.Name] = time.Now()
+	}
+	if !gone.requeued[rec.Name] {
+		if ids, err := l.apply.ApplyAndCatchUp(ctx, &consensus.RequeueNode{Node: rec.Name}); err != nil {
+			l.log.Warn("requeue the builds of a lost node", keyMember, rec.Name, keyErr, err)
+		} else {
+			gone.requeued[rec.Name] = true
+			if len(ids) > 0 {
+				l.log.Info("requeued the builds of a lost node", keyMember, rec.Name, keyCount, len(ids))
 			}
-			if !requeued[rec.Name] {
-				if ids, err := l.apply.ApplyAndCatchUp(ctx, &consensus.RequeueNode{Node: rec.Name}); err != nil {
-					l.log.Warn("requeue the builds of a lost node", keyMember, rec.Name, keyErr, err)
-				} else {
-					requeued[rec.Name] = true
-					if len(ids) > 0 {
-						l.log.Info("requeued the builds of a lost node", keyMember, rec.Name, keyCount, len(ids))
-					}
-					l.rereplicate(rec.Name)
-				}
-			}
-			if member && (m.Status == gossip.StatusLeft || time.Since(deadSince[rec.Name]) > l.cfg.DeadAfter) {
-				if err := l.raft.RemoveServer(rec.Name); err != nil {
-					l.log.Warn("remove from raft", keyMember, rec.Name, keyErr, err)
-				} else {
-					l.log.Info("removed from raft", keyMember, rec.Name, keyState, m.Status.String())
-				}
-			}
+			l.rereplicate(rec.Name)
+		}
+	}
+	if member && (m.Status == gossip.StatusLeft || time.Since(gone.deadSince[rec.Name]) > l.cfg.DeadAfter) {
+		if err := l.raft.RemoveServer(rec.Name); err != nil {
+			l.log.Warn("remove from raft", keyMember, rec.Name, keyErr, err)
+		} else {
+			l.log.Info("removed from raft", keyMember, rec.Name, keyState, m.Status.String())
 		}
 	}
 }
