@@ -92,11 +92,11 @@ func (n *Node) metaLoop(ctx context.Context) {
 		}
 		n.peers.Save()
 		if !indexed && n.raft.AppliedIndex() > 0 {
-			n.agent.IndexOwnFiles()
+			n.keep.IndexOwnFiles()
 			indexed = true
 		}
 		if time.Since(lastQuota) > n.cfg.quotaInterval {
-			n.agent.EnforceQuota(ctx)
+			n.keep.EnforceQuota(ctx)
 			lastQuota = time.Now()
 		}
 		if time.Since(lastMeta) > 3*time.Second {

@@ -50,8 +50,9 @@ type Node struct {
 	filesMu sync.Mutex
 	files   map[string]string // nar file key → store path hash part
 
-	// agent takes this node's assignments and keeps its nars' copies.
+	// agent takes this node's assignments; keep keeps its nars' copies.
 	agent *agent.Agent
+	keep  *agent.Keeper
 	// api serves the public HTTP API.
 	api *httpapi.API
 	// metaKick asks metaLoop to gossip the meta now (see pushMeta).

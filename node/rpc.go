@@ -9,6 +9,6 @@ import (
 func (n *Node) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	n.fwd.Routes(mux)
-	n.agent.Routes(mux)
+	n.keep.Routes(mux)
 	return mux
 }

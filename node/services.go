@@ -158,16 +158,18 @@ func (n *Node) startBuilder(context.Context) error {
 // given what it consumes, and serves node-to-node RPC: the cluster port
 // held its connections until every room it routes to exists.
 func (n *Node) startRooms(context.Context) error {
-	n.agent = agent.New(agent.Config{
+	acfg := agent.Config{
 		Name: n.cfg.Name, Builder: n.cfg.Builder, StoreDir: n.cfg.StoreDir, DataDir: n.cfg.DataDir,
 		MaxJobs: n.cfg.MaxJobs, MinCopies: n.cfg.MinCopies, QuotaBytes: n.cfg.QuotaBytes,
 		URL: n.URL, Signer: n.creds.Signer, RPC: n.creds.RPC, PushMeta: n.pushMeta,
 		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Files: files{n}, Build: n.builder, Disk: n.disk, P2P: n.p2p,
 		BuildSeconds: n.metrics.buildSeconds, BuildPhase: n.metrics.buildPhase, Log: n.log,
-	})
+	}
+	n.keep = agent.NewKeeper(n.run, acfg)
+	n.agent = agent.New(acfg, n.keep)
 	n.api = httpapi.New(httpapi.Config{
 		Name: n.cfg.Name, StoreDir: n.cfg.StoreDir, PublicKey: n.PublicKey(), Guix: n.creds.Guix,
-		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Agent: n.agent, Files: files{n}, Disk: n.disk,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Copies: n.keep, Jobs: n.agent, Files: files{n}, Disk: n.disk,
 		NoLeader: ErrNoLeader, TokenHash: cluster.TokenHash,
 		Join:  cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log),
 		Cache: n.cache, Metrics: n.metrics.handler(), Log: n.log,
@@ -175,7 +177,7 @@ func (n *Node) startRooms(context.Context) error {
 	n.leader = leader.New(leader.Config{
 		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,
 		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL,
-		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.agent, Submit: n.api,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.keep, Submit: n.api,
 		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
 	})
 	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -317,6 +319,7 @@ func (n *Node) stopServices() {
 	}
 	if n.agent != nil {
 		n.agent.Wait()
+		n.keep.Wait()
 	}
 	n.wg.Wait()
 }

@@ -96,6 +96,8 @@ type Agent struct {
 	disk    *narcache.Disk
 	p2p     Fetcher
 
+	keep *Keeper // records outputs and makes their copies
+
 	jobsMu sync.Mutex
 	jobs   map[string]*job // running builds by id
 	// reported holds builds whose result this node reported, by id, with
@@ -103,23 +105,21 @@ type Agent struct {
 	// pickUp).
 	reported map[string]int
 
-	run context.Context // the node's run context, from Start
-	wg  sync.WaitGroup  // every goroutine the agent starts
+	wg sync.WaitGroup // every goroutine the agent starts
 }
 
-// New makes the agent; it starts nothing.
-func New(cfg Config) *Agent {
+// New makes the agent, which records and copies its outputs with keep;
+// it starts nothing.
+func New(cfg Config, keep *Keeper) *Agent {
 	return &Agent{
 		cfg: cfg, log: cfg.Log, raft: cfg.Raft, apply: cfg.Apply, members: cfg.Members, files: cfg.Files,
-		builder: cfg.Build, disk: cfg.Disk, p2p: cfg.P2P,
-		jobs: map[string]*job{}, reported: map[string]int{}, run: context.Background(),
+		builder: cfg.Build, disk: cfg.Disk, p2p: cfg.P2P, keep: keep,
+		jobs: map[string]*job{}, reported: map[string]int{},
 	}
 }
 
-// Start runs the worker loop until ctx ends; copies made in the
-// background (ReplicateAsync) end with ctx too.
+// Start runs the worker loop until ctx ends.
 func (a *Agent) Start(ctx context.Context) {
-	a.run = ctx
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.workerLoop(ctx) }()
 }
@@ -159,11 +159,6 @@ func (a *Agent) StopJobs(handBack bool) int {
 // LogPath is where the log of a build run here is kept.
 func (a *Agent) LogPath(buildID string) string {
 	return filepath.Join(a.cfg.DataDir, dirLogs, buildID+".log")
-}
-
-// Routes adds the agent's node-to-node calls to the cluster port's mux.
-func (a *Agent) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /rpc/replicate", a.handleReplicate)
 }
 
 // phase records the time since start as one build phase.

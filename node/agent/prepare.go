@@ -80,7 +80,7 @@ func (a *Agent) closure(st *consensus.FSM, roots []string) []string {
 			return nil
 		}
 		for _, r := range ni.References {
-			if rp := a.inStore(r); !seen[rp] {
+			if rp := a.cfg.StoreDir + "/" + r; !seen[rp] {
 				queue = append(queue, rp)
 			}
 		}

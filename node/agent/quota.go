@@ -8,47 +8,47 @@ import (
 
 // IndexOwnFiles fills the file-key map from the nars the index says this
 // node holds, so that files can be named by store path after a restart.
-func (a *Agent) IndexOwnFiles() {
-	st := a.raft.State()
-	hps, err := st.NarsHeldBy(a.cfg.Name)
+func (k *Keeper) IndexOwnFiles() {
+	st := k.raft.State()
+	hps, err := st.NarsHeldBy(k.cfg.Name)
 	if err != nil {
 		return
 	}
 	for _, hp := range hps {
 		if ni, err := st.NarInfoByHash(hp); err == nil && ni != nil {
-			a.files.Note(ni)
+			k.files.Note(ni)
 		}
 	}
 }
 
 // EnforceQuota evicts least recently used nars that other nodes hold too,
 // and tells the index this node no longer holds them.
-func (a *Agent) EnforceQuota(ctx context.Context) {
-	if a.cfg.QuotaBytes <= 0 {
+func (k *Keeper) EnforceQuota(ctx context.Context) {
+	if k.cfg.QuotaBytes <= 0 {
 		return
 	}
 	before := map[string]bool{}
-	for _, f := range a.disk.List() {
+	for _, f := range k.disk.List() {
 		before[f.Key()] = true
 	}
-	freed, err := a.disk.Evict()
+	freed, err := k.disk.Evict()
 	if err != nil {
-		a.log.Warn("evict nars", keyErr, err)
+		k.log.Warn("evict nars", keyErr, err)
 	}
 	if freed == 0 {
 		return
 	}
-	for _, f := range a.disk.List() {
+	for _, f := range k.disk.List() {
 		delete(before, f.Key())
 	}
 	for key := range before {
-		hp, ok := a.files.HashPart(key)
+		hp, ok := k.files.HashPart(key)
 		if !ok {
 			continue
 		}
-		if _, err := a.apply.ApplyAndCatchUp(ctx, &consensus.SetNarHolder{Hash: hp, Node: a.cfg.Name, Present: false}); err != nil {
-			a.log.Warn("record eviction", keyPath, hp, keyErr, err)
+		if _, err := k.apply.ApplyAndCatchUp(ctx, &consensus.SetNarHolder{Hash: hp, Node: k.cfg.Name, Present: false}); err != nil {
+			k.log.Warn("record eviction", keyPath, hp, keyErr, err)
 		}
 	}
-	a.log.Info("evicted nars over quota", "bytes", freed, keyCount, len(before))
+	k.log.Info("evicted nars over quota", "bytes", freed, keyCount, len(before))
 }

@@ -25,13 +25,13 @@ import (
 // fetched over libp2p from a holder and verified before it is kept.
 
 // LocalFile returns the first form of a nar this node holds on disk.
-func (a *Agent) LocalFile(ni *consensus.NarInfo) (narcache.File, bool) {
+func (k *Keeper) LocalFile(ni *consensus.NarInfo) (narcache.File, bool) {
 	_, files, err := StoreNarInfo(ni)
 	if err != nil {
 		return narcache.File{}, false
 	}
 	for _, f := range files {
-		if _, ok := a.disk.Stat(f.Key()); ok {
+		if _, ok := k.disk.Stat(f.Key()); ok {
 			return f, true
 		}
 	}
@@ -40,21 +40,21 @@ func (a *Agent) LocalFile(ni *consensus.NarInfo) (narcache.File, bool) {
 
 // ReplicateLocal fetches a nar from a holder and records this node as
 // holding it too.
-func (a *Agent) ReplicateLocal(ctx context.Context, hashPart string) error {
-	ni, err := a.raft.State().NarInfoByHash(hashPart)
+func (k *Keeper) ReplicateLocal(ctx context.Context, hashPart string) error {
+	ni, err := k.raft.State().NarInfoByHash(hashPart)
 	if err != nil {
 		return err
 	}
-	a.files.Note(ni)
-	if _, ok := a.LocalFile(ni); !ok {
+	k.files.Note(ni)
+	if _, ok := k.LocalFile(ni); !ok {
 		_, files, err := StoreNarInfo(ni)
 		if err != nil || len(files) == 0 {
 			return fmt.Errorf("%w: narinfo of %s has no files", consensus.ErrNotFound, ni.StorePath)
 		}
 		var errs []error
 		ok := false
-		for _, h := range a.files.Holders(files[0].Key()) {
-			if _, err := a.p2p.Replicate(ctx, h, files[0]); err != nil {
+		for _, h := range k.files.Holders(files[0].Key()) {
+			if _, err := k.p2p.Replicate(ctx, h, files[0]); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -65,15 +65,15 @@ func (a *Agent) ReplicateLocal(ctx context.Context, hashPart string) error {
 			return fmt.Errorf("no holder could send %s: %w", ni.StorePath, errors.Join(errs...))
 		}
 	}
-	_, err = a.apply.ApplyAndCatchUp(ctx, &consensus.SetNarHolder{Hash: hashPart, Node: a.cfg.Name, Present: true})
+	_, err = k.apply.ApplyAndCatchUp(ctx, &consensus.SetNarHolder{Hash: hashPart, Node: k.cfg.Name, Present: true})
 	return err
 }
 
 // aliveHolders counts a nar's holders that gossip says are alive.
-func (a *Agent) aliveHolders(ni *consensus.NarInfo) int {
+func (k *Keeper) aliveHolders(ni *consensus.NarInfo) int {
 	c := 0
 	for _, h := range ni.Holders {
-		if m, ok := a.members.Member(h); ok && m.Status == gossip.StatusAlive {
+		if m, ok := k.members.Member(h); ok && m.Status == gossip.StatusAlive {
 			c++
 		}
 	}
@@ -82,13 +82,13 @@ func (a *Agent) aliveHolders(ni *consensus.NarInfo) int {
 
 // ensureCopies asks alive nodes that lack a nar to copy it until it has
 // MinCopies alive holders (or every alive node holds it).
-func (a *Agent) ensureCopies(ctx context.Context, hashPart string) error {
-	ni, err := a.raft.State().NarInfoByHash(hashPart)
+func (k *Keeper) ensureCopies(ctx context.Context, hashPart string) error {
+	ni, err := k.raft.State().NarInfoByHash(hashPart)
 	if err != nil {
 		return err
 	}
-	want := a.minCopies()
-	have := a.aliveHolders(ni)
+	want := k.minCopies()
+	have := k.aliveHolders(ni)
 	if have >= want {
 		return nil
 	}
@@ -97,7 +97,7 @@ func (a *Agent) ensureCopies(ctx context.Context, hashPart string) error {
 		holds[h] = true
 	}
 	var cands []gossip.Member
-	for _, m := range a.members.Members() {
+	for _, m := range k.members.Members() {
 		if m.Status == gossip.StatusAlive && !holds[m.Name] {
 			cands = append(cands, m)
 		}
@@ -109,7 +109,7 @@ func (a *Agent) ensureCopies(ctx context.Context, hashPart string) error {
 		if have >= want {
 			break
 		}
-		if err := a.AskReplicate(ctx, m.Name, hashPart); err != nil {
+		if err := k.AskReplicate(ctx, m.Name, hashPart); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
 			continue
 		}
@@ -121,11 +121,11 @@ func (a *Agent) ensureCopies(ctx context.Context, hashPart string) error {
 	return nil
 }
 
-func (a *Agent) minCopies() int {
-	if st, err := a.raft.State().Settings(); err == nil && st.MinCopies > 0 {
+func (k *Keeper) minCopies() int {
+	if st, err := k.raft.State().Settings(); err == nil && st.MinCopies > 0 {
 		return st.MinCopies
 	}
-	return a.cfg.MinCopies
+	return k.cfg.MinCopies
 }
 
 // replicateRequest is the body of /rpc/replicate.
@@ -138,17 +138,17 @@ type replicateRequest struct {
 
 // AskReplicate asks the node name over RPC to copy a nar (this node
 // copies it itself).
-func (a *Agent) AskReplicate(ctx context.Context, name, hashPart string) error {
-	if name == a.cfg.Name {
-		return a.ReplicateLocal(ctx, hashPart)
+func (k *Keeper) AskReplicate(ctx context.Context, name, hashPart string) error {
+	if name == k.cfg.Name {
+		return k.ReplicateLocal(ctx, hashPart)
 	}
-	rec, err := a.raft.State().Node(name)
+	rec, err := k.raft.State().Node(name)
 	if err != nil || rec == nil {
 		return fmt.Errorf("%w: node %s", consensus.ErrNotFound, name)
 	}
 	// The index tells the asked node how far its state must have caught
 	// up to know the nar this node just recorded.
-	body, _ := json.Marshal(replicateRequest{HashPart: hashPart, Index: a.raft.State().AppliedIndex()})
+	body, _ := json.Marshal(replicateRequest{HashPart: hashPart, Index: k.raft.State().AppliedIndex()})
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+rec.Raft+"/rpc/replicate", bytes.NewReader(body))
@@ -156,7 +156,7 @@ func (a *Agent) AskReplicate(ctx context.Context, name, hashPart string) error {
 		return err
 	}
 	// A copy may take longer than the RPC client's timeout: ctx bounds it.
-	client := *a.cfg.RPC
+	client := *k.cfg.RPC
 	client.Timeout = 0
 	resp, err := client.Do(req)
 	if err != nil {
@@ -173,22 +173,22 @@ func (a *Agent) AskReplicate(ctx context.Context, name, hashPart string) error {
 // ReplicateAsync runs ensureCopies in the background for new nars. It
 // gives up once the node stops (its run context ends), so that a stop
 // never waits for retries or transfers.
-func (a *Agent) ReplicateAsync(hashParts ...string) {
-	a.wg.Add(1)
+func (k *Keeper) ReplicateAsync(hashParts ...string) {
+	k.wg.Add(1)
 	go func() {
-		defer a.wg.Done()
-		ctx, cancel := context.WithTimeout(a.run, 30*time.Minute)
+		defer k.wg.Done()
+		ctx, cancel := context.WithTimeout(k.run, 30*time.Minute)
 		defer cancel()
 		for _, hp := range hashParts {
 			for attempt := 0; attempt < 5; attempt++ {
-				err := a.ensureCopies(ctx, hp)
+				err := k.ensureCopies(ctx, hp)
 				if err == nil {
 					break
 				}
 				if ctx.Err() != nil {
 					return
 				}
-				a.log.Warn("replicate nar", keyPath, hp, keyErr, err)
+				k.log.Warn("replicate nar", keyPath, hp, keyErr, err)
 				select {
 				case <-ctx.Done():
 					return
@@ -200,7 +200,7 @@ func (a *Agent) ReplicateAsync(hashParts ...string) {
 }
 
 // Record builds the index record for a nar this node holds, signed.
-func (a *Agent) Record(path string, nar narcache.Nar, refs []string, deriver, system, ca string) consensus.NarInfo {
+func (k *Keeper) Record(path string, nar narcache.Nar, refs []string, deriver, system, ca string) consensus.NarInfo {
 	rec := consensus.NarInfo{
 		StorePath: path, NarHash: nar.NarHash.String(), NarSize: nar.NarSize,
 		Deriver: deriver, System: system, CA: ca,
@@ -214,16 +214,13 @@ func (a *Agent) Record(path string, nar narcache.Nar, refs []string, deriver, sy
 	}
 	// Sign once, here; every node serves the same signature.
 	info := &store.NarInfo{StorePath: path, NarHash: nar.NarHash, NarSize: nar.NarSize, References: rec.References}
-	a.cfg.Signer.SignNarInfo(info, a.cfg.StoreDir)
+	k.cfg.Signer.SignNarInfo(info, k.cfg.StoreDir)
 	rec.Sigs = info.Sigs
 	return rec
 }
 
 // storeBase is a store path's base name (HASH-NAME).
 func storeBase(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
-
-// inStore is the full store path of a base name.
-func (a *Agent) inStore(base string) string { return a.cfg.StoreDir + "/" + base }
 
 // StoreNarInfo converts an index record to the store form the handler
 // renders.
@@ -249,17 +246,17 @@ func StoreNarInfo(ni *consensus.NarInfo) (*store.NarInfo, []narcache.File, error
 }
 
 // handleReplicate makes this node keep a copy of a nar another holds.
-func (a *Agent) handleReplicate(w http.ResponseWriter, r *http.Request) {
+func (k *Keeper) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	var req replicateRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
 		apiError(w, http.StatusBadRequest, "bad replicate request: %v", err)
 		return
 	}
-	if err := a.apply.CatchUp(r.Context(), req.Index); err != nil {
+	if err := k.apply.CatchUp(r.Context(), req.Index); err != nil {
 		apiError(w, http.StatusServiceUnavailable, "replicate %s: %v", req.HashPart, err)
 		return
 	}
-	if err := a.ReplicateLocal(r.Context(), req.HashPart); err != nil {
+	if err := k.ReplicateLocal(r.Context(), req.HashPart); err != nil {
 		apiError(w, statusOf(err), "replicate %s: %v", req.HashPart, err)
 		return
 	}

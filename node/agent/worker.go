@@ -303,7 +303,7 @@ func (a *Agent) finish(ctx context.Context, j *job, fin *consensus.FinishBuild, 
 		hps = append(hps, hp)
 	}
 	if len(hps) > 0 {
-		a.ReplicateAsync(hps...)
+		a.keep.ReplicateAsync(hps...)
 	}
 }
 
@@ -337,7 +337,7 @@ func (a *Agent) storeOutputs(ctx context.Context, j *job, res builder.Result, ca
 				return nil, nil, err
 			}
 		}
-		recs = append(recs, a.Record(path, nar, refs, storeBase(j.drv), system, ""))
+		recs = append(recs, a.keep.Record(path, nar, refs, storeBase(j.drv), system, ""))
 		outs = append(outs, consensus.Output{Name: name, Path: path, NarHash: nar.NarHash.String(), NarSize: nar.NarSize})
 	}
 	a.phase("store", storeStart)

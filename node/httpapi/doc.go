@@ -7,7 +7,7 @@
 //
 // It consumes small interfaces that package node fills: Raft (the state
 // and raft status), Applier (writes through the leader, linearizable
-// reads), Members (gossip), Agent (local nar copies, signing records,
-// running builds and their logs) and Files (the nar file-key map). It
+// reads), Members (gossip), Copies (local nar copies, signing records),
+// Jobs (running builds and their logs) and Files (the nar file-key map). It
 // imports no other package of the node.
 package httpapi

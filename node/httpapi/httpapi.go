@@ -37,8 +37,8 @@ type Members interface {
 	Members() []gossip.Member
 }
 
-// Agent is this node's building side and nar keeper.
-type Agent interface {
+// Copies are this node's nars and their copies.
+type Copies interface {
 	// LocalFile is the first form of a nar this node holds on disk.
 	LocalFile(ni *consensus.NarInfo) (narcache.File, bool)
 	// ReplicateLocal fetches a nar from a holder and records the copy.
@@ -47,6 +47,10 @@ type Agent interface {
 	ReplicateAsync(hashParts ...string)
 	// Record builds the signed index record of a nar this node holds.
 	Record(path string, nar narcache.Nar, refs []string, deriver, system, ca string) consensus.NarInfo
+}
+
+// Jobs are the builds running on this node.
+type Jobs interface {
 	// IsRunning reports whether a build runs here; LogPath is its log.
 	IsRunning(id string) bool
 	LogPath(buildID string) string
@@ -68,7 +72,8 @@ type Config struct {
 	Raft    Raft
 	Apply   Applier
 	Members Members
-	Agent   Agent
+	Copies  Copies
+	Jobs    Jobs
 	Files   Files
 	Disk    *narcache.Disk
 
@@ -90,7 +95,8 @@ type API struct {
 	raft    Raft
 	apply   Applier
 	members Members
-	agent   Agent
+	copies  Copies
+	jobs    Jobs
 	files   Files
 	disk    *narcache.Disk
 }
@@ -100,7 +106,7 @@ func New(cfg Config) *API {
 	if cfg.NoLeader == nil {
 		cfg.NoLeader = errors.New("no leader")
 	}
-	return &API{cfg: cfg, log: cfg.Log, raft: cfg.Raft, apply: cfg.Apply, members: cfg.Members, agent: cfg.Agent, files: cfg.Files, disk: cfg.Disk}
+	return &API{cfg: cfg, log: cfg.Log, raft: cfg.Raft, apply: cfg.Apply, members: cfg.Members, copies: cfg.Copies, jobs: cfg.Jobs, files: cfg.Files, disk: cfg.Disk}
 }
 
 // Log keys, from the node's one list.

@@ -54,7 +54,7 @@ func lastAttemptNode(b *consensus.Build) string {
 // streamLocalLog copies a local log; with follow it keeps copying while
 // the build runs here.
 func (api *API) streamLocalLog(ctx context.Context, w http.ResponseWriter, id string, follow bool) {
-	f, err := os.Open(api.agent.LogPath(id))
+	f, err := os.Open(api.jobs.LogPath(id))
 	if err != nil {
 		apiError(w, http.StatusNotFound, "no log for build %s on this node", id)
 		return
@@ -62,7 +62,7 @@ func (api *API) streamLocalLog(ctx context.Context, w http.ResponseWriter, id st
 	defer f.Close()
 	for {
 		flushCopy(w, f)
-		if !follow || !api.agent.IsRunning(id) {
+		if !follow || !api.jobs.IsRunning(id) {
 			flushCopy(w, f)
 			return
 		}
@@ -132,7 +132,7 @@ func (api *API) OpenDrvLog(ctx context.Context, drvBase string) (io.ReadCloser, 
 			continue
 		}
 		if node == api.cfg.Name {
-			if f, err := os.Open(api.agent.LogPath(b.ID)); err == nil {
+			if f, err := os.Open(api.jobs.LogPath(b.ID)); err == nil {
 				return f, nil
 			}
 			continue

@@ -95,12 +95,12 @@ func (api *API) readDrv(ctx context.Context, p string) ([]byte, error) {
 	if err != nil || ni == nil || ni.StorePath != p {
 		return nil, fmt.Errorf("%w: the mesh does not hold %s; upload it first (drvmesh submit does)", ErrBadRequest, p)
 	}
-	f, ok := api.agent.LocalFile(ni)
+	f, ok := api.copies.LocalFile(ni)
 	if !ok {
-		if err := api.agent.ReplicateLocal(ctx, hp); err != nil {
+		if err := api.copies.ReplicateLocal(ctx, hp); err != nil {
 			return nil, fmt.Errorf("fetch %s from its holders: %w", p, err)
 		}
-		if f, ok = api.agent.LocalFile(ni); !ok {
+		if f, ok = api.copies.LocalFile(ni); !ok {
 			return nil, fmt.Errorf("%w: %s", consensus.ErrNotFound, p)
 		}
 	}

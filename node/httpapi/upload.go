@@ -142,14 +142,14 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	rec := api.agent.Record(path, nar, refs, "", "", ca)
+	rec := api.copies.Record(path, nar, refs, "", "", ca)
 	if _, err := api.apply.ApplyAndCatchUp(r.Context(), &consensus.PutNarInfos{NarInfos: []consensus.NarInfo{rec}, Holder: api.cfg.Name}); err != nil {
 		apiError(w, api.statusOf(err), "record %s: %v", path, err)
 		return
 	}
 	api.files.Note(&rec)
 	hp, _ := consensus.HashPart(path)
-	api.agent.ReplicateAsync(hp)
+	api.copies.ReplicateAsync(hp)
 	writeJSON(w, http.StatusOK, map[string]any{"path": path, "nar_hash": rec.NarHash, "nar_size": rec.NarSize})
 }
 
@@ -207,7 +207,7 @@ func (api *API) handleImportNars(w http.ResponseWriter, r *http.Request) {
 		out = append(out, ImportedJSON{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
 	}
 	if len(hashParts) > 0 {
-		api.agent.ReplicateAsync(hashParts...)
+		api.copies.ReplicateAsync(hashParts...)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"imported": out})
 }
@@ -293,7 +293,7 @@ func (api *API) checkImported(info store.ExportInfo, nar narcache.Nar, head []by
 	if err != nil {
 		return consensus.NarInfo{}, importErrorf(http.StatusBadRequest, "%v", err)
 	}
-	return api.agent.Record(path, nar, info.References, "", "", ca), nil
+	return api.copies.Record(path, nar, info.References, "", "", ca), nil
 }
 
 // statusOfImportRead is the status for an error reading an import stream:
