@@ -57,7 +57,7 @@ func newBuildMesh(t *testing.T, names ...string) *buildMesh {
 	testutil.Eventually(t, 30*time.Second, "every node alive and building", func() bool {
 		for _, name := range names {
 			n := m.node(name)
-			nodes, _ := n.schedNodes(n.raft.State())
+			nodes, _ := schedNodes(n, n.raft.State())
 			if len(nodes) != len(names) {
 				return false
 			}
@@ -129,7 +129,7 @@ func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string)
 // while the mesh elects a leader.
 func getBuild(t *testing.T, n *Node, id string) *consensus.Build {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, n.apiURL("/api/v1/builds/"+id+"?fresh=1"), "", nil)
+	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/builds/"+id+"?fresh=1"), "", nil)
 	if code == http.StatusServiceUnavailable {
 		return nil
 	}

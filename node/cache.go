@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -154,7 +155,7 @@ func (v indexView) Lookup(hashPart string) (narcache.Entry, bool) {
 		v.n.log.Warn("bad narinfo in the index", keyPath, ni.StorePath, keyErr, err)
 		return narcache.Entry{}, false
 	}
-	v.n.noteFiles(ni)
+	v.n.files.Note(ni)
 	return narcache.Entry{Info: info, Files: files, Version: narInfoVersion(ni)}, true
 }
 
@@ -171,7 +172,7 @@ func (v indexView) Version(hashPart string) (uint64, bool) {
 var _ narcache.VersionIndex = indexView{}
 
 func (v indexView) Holders(key string) []narcache.Holder {
-	return v.n.holdersOf(key)
+	return v.n.files.Holders(key)
 }
 
 // narInfoVersion changes whenever what a narinfo renders changes.
@@ -194,11 +195,20 @@ func narInfoVersion(ni *consensus.NarInfo) uint64 {
 	return h
 }
 
-// holdersOf lists the other nodes that hold the nar file with this key,
+// narFiles maps nar file keys to the store path hash parts they belong
+// to, and names the other holders of a file: the agent's, the API's and
+// the binary cache's view of the nar index by file.
+type narFiles struct {
+	n    *Node
+	mu   sync.Mutex
+	keys map[string]string // nar file key → store path hash part
+}
+
+// Holders lists the other nodes that hold the nar file with this key,
 // alive ones with free capacity first.
-func (n *Node) holdersOf(key string) []narcache.Holder {
-	st := n.raft.State()
-	hashPart, ok := n.fileIndex(key)
+func (f *narFiles) Holders(key string) []narcache.Holder {
+	st := f.n.raft.State()
+	hashPart, ok := f.HashPart(key)
 	if !ok {
 		return nil
 	}
@@ -218,7 +228,7 @@ func (n *Node) holdersOf(key string) []narcache.Holder {
 	}
 	var cs []cand
 	for _, name := range ni.Holders {
-		if name == n.cfg.Name {
+		if name == f.n.cfg.Name {
 			continue
 		}
 		nd, ok := byName[name]
@@ -226,7 +236,7 @@ func (n *Node) holdersOf(key string) []narcache.Holder {
 			continue
 		}
 		c := cand{h: narcache.Holder{ID: nd.PeerID, Addrs: []string{nd.P2P}}}
-		if m, ok := n.gossip.Member(name); ok {
+		if m, ok := f.n.gossip.Member(name); ok {
 			c.alive = m.Status == gossip.StatusAlive
 			c.load = m.Meta.Load
 			if m.Meta.P2P != "" {
@@ -248,35 +258,36 @@ func (n *Node) holdersOf(key string) []narcache.Holder {
 	return out
 }
 
-// fileIndex maps a nar file key to the store path hash part it belongs
+// HashPart maps a nar file key to the store path hash part it belongs
 // to: from a small memory map of the narinfos this node has seen, else
 // from the replicated file index.
-func (n *Node) fileIndex(key string) (string, bool) {
-	n.filesMu.Lock()
-	h, ok := n.files[key]
-	n.filesMu.Unlock()
-	if ok || n.raft == nil {
+func (f *narFiles) HashPart(key string) (string, bool) {
+	f.mu.Lock()
+	h, ok := f.keys[key]
+	f.mu.Unlock()
+	if ok || f.n.raft == nil {
 		return h, ok
 	}
-	ni, err := n.raft.State().NarInfoByFile(key)
+	ni, err := f.n.raft.State().NarInfoByFile(key)
 	if err != nil || ni == nil {
 		return "", false
 	}
-	n.noteFiles(ni)
+	f.Note(ni)
 	hp, err := consensus.HashPart(ni.StorePath)
 	return hp, err == nil
 }
 
-func (n *Node) noteFiles(ni *consensus.NarInfo) {
+// Note remembers the file keys of a narinfo.
+func (f *narFiles) Note(ni *consensus.NarInfo) {
 	hp, err := consensus.HashPart(ni.StorePath)
 	if err != nil {
 		return
 	}
-	n.filesMu.Lock()
-	defer n.filesMu.Unlock()
-	for _, f := range ni.Files {
-		if fh, err := store.ParseHash(f.FileHash); err == nil {
-			n.files[fh.Nix32()] = hp
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, nf := range ni.Files {
+		if fh, err := store.ParseHash(nf.FileHash); err == nil {
+			f.keys[fh.Nix32()] = hp
 		}
 	}
 }
@@ -291,7 +302,7 @@ func (v holdersView) OtherHolders(key string) int {
 	if n.raft == nil || n.gossip == nil {
 		return 0
 	}
-	hp, ok := n.fileIndex(key)
+	hp, ok := n.files.HashPart(key)
 	if !ok {
 		return 0
 	}

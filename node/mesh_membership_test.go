@@ -48,7 +48,7 @@ func (m *testMesh) running() []string {
 // apiStatus reads GET /api/v1/status from n.
 func apiStatus(t *testing.T, n *Node) httpapi.StatusJSON {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, n.apiURL("/api/v1/status"), "", nil)
+	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/status"), "", nil)
 	var st httpapi.StatusJSON
 	if code != http.StatusOK {
 		t.Fatalf("status from %s = %d %s", n.Name(), code, body)
@@ -62,7 +62,7 @@ func apiStatus(t *testing.T, n *Node) httpapi.StatusJSON {
 // apiNodes reads GET /api/v1/nodes from n, by name.
 func apiNodes(t *testing.T, n *Node) map[string]httpapi.NodeJSON {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, n.apiURL("/api/v1/nodes"), "", nil)
+	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/nodes"), "", nil)
 	var list []httpapi.NodeJSON
 	if code != http.StatusOK {
 		t.Fatalf("nodes from %s = %d %s", n.Name(), code, body)

@@ -47,7 +47,7 @@ func postJoin(t *testing.T, via *Node, token, name string) (int, []byte) {
 	}
 	req.Prove(token)
 	body, _ := json.Marshal(req)
-	return httpDo(t, http.MethodPost, via.apiURL("/api/v1/join"), "", bytes.NewReader(body))
+	return httpDo(t, http.MethodPost, apiURL(via, "/api/v1/join"), "", bytes.NewReader(body))
 }
 
 // startJoiner runs a joining node to the point where it is refused or
@@ -195,7 +195,7 @@ func TestMesh_Security(t *testing.T) {
 					{http.MethodPut, "/api/v1/nars?" + q.Encode(), nar},
 				}
 				for _, r := range reqs {
-					code, body := httpDo(t, r.method, via.apiURL(r.path), tok, bytes.NewReader(r.body))
+					code, body := httpDo(t, r.method, apiURL(via, r.path), tok, bytes.NewReader(r.body))
 					if code != http.StatusUnauthorized {
 						t.Errorf("%s %s via %s with token %q = %d %s, want 401", r.method, r.path, via.Name(), tok, code, body)
 					}
@@ -218,7 +218,7 @@ func TestMesh_Security(t *testing.T) {
 		// again while a leader change leaves the outcome open).
 		testutil.Eventually(t, 20*time.Second, "upload with the admin token", func() bool {
 			if !hasNarInfo(n2, path) {
-				code, body := httpDo(t, http.MethodPut, n2.apiURL("/api/v1/nars?"+q.Encode()), admin, bytes.NewReader(nar))
+				code, body := httpDo(t, http.MethodPut, apiURL(n2, "/api/v1/nars?"+q.Encode()), admin, bytes.NewReader(nar))
 				t.Logf("upload with the admin token: %d %s", code, body)
 			}
 			return hasNarInfo(n2, path)
@@ -227,7 +227,7 @@ func TestMesh_Security(t *testing.T) {
 			if b, err := n2.raft.State().GetBuild(id); err == nil && b.State == consensus.StateCanceled {
 				return true
 			}
-			code, body := httpDo(t, http.MethodPost, n2.apiURL("/api/v1/cancel"), admin, strings.NewReader(`{"ids":["`+id+`"]}`))
+			code, body := httpDo(t, http.MethodPost, apiURL(n2, "/api/v1/cancel"), admin, strings.NewReader(`{"ids":["`+id+`"]}`))
 			t.Logf("cancel with the admin token: %d %s", code, body)
 			return false
 		})

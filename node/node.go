@@ -47,16 +47,14 @@ type Node struct {
 	Bootstrapped bool
 	AdminToken   string
 
-	filesMu sync.Mutex
-	files   map[string]string // nar file key → store path hash part
+	files *narFiles
 
 	// agent takes this node's assignments; keep keeps its nars' copies.
 	agent *agent.Agent
 	keep  *agent.Keeper
 	// api serves the public HTTP API.
-	api *httpapi.API
-	// metaKick asks metaLoop to gossip the meta now (see pushMeta).
-	metaKick chan struct{}
+	api      *httpapi.API
+	presence *presence
 
 	// leader runs the leader-only duties; leaderStopped is closed when
 	// its loop has returned.
@@ -78,7 +76,10 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), metaKick: make(chan struct{}, 1), files: map[string]string{}, metrics: newMetrics()}, nil
+	n := &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), metrics: newMetrics()}
+	n.files = &narFiles{n: n, keys: map[string]string{}}
+	n.presence = &presence{n: n, kick: make(chan struct{}, 1)}
+	return n, nil
 }
 
 // Name is the node's name.
@@ -234,14 +235,4 @@ func (n *Node) Kill() {
 // state includes it (see cluster.Forwarder).
 func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, error) {
 	return n.fwd.ApplyAndCatchUp(ctx, cmd)
-}
-
-// applyAtLeader returns once the leader applied cmd.
-func (n *Node) applyAtLeader(ctx context.Context, cmd consensus.Command) ([]string, error) {
-	return n.fwd.ApplyAtLeader(ctx, cmd)
-}
-
-// waitApplied waits until this node's state includes raft index idx.
-func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
-	return n.fwd.CatchUp(ctx, idx)
 }

@@ -19,7 +19,7 @@ func referenceState(n *Node, now time.Time) (*scheduler.SliceState, scheduler.Co
 			cfg.Strategy = s
 		}
 	}
-	nodes, busy := n.schedNodes(st)
+	nodes, busy := schedNodes(n, st)
 	drvs := map[string]*consensus.Drv{}
 	drvOf := func(p string) *consensus.Drv {
 		if d, ok := drvs[p]; ok {
@@ -79,7 +79,7 @@ func referenceState(n *Node, now time.Time) (*scheduler.SliceState, scheduler.Co
 // schedNodes lists the alive, admitted, building nodes with their free
 // slots: max jobs less the builds the state already gives them. busy holds
 // the ids of the builds scheduled or running anywhere.
-func (n *Node) schedNodes(st *consensus.FSM) ([]*scheduler.Node, map[string]bool) {
+func schedNodes(n *Node, st *consensus.FSM) ([]*scheduler.Node, map[string]bool) {
 	recs, err := st.Nodes()
 	if err != nil {
 		return nil, nil
@@ -115,7 +115,7 @@ func (n *Node) schedNodes(st *consensus.FSM) ([]*scheduler.Node, map[string]bool
 // and placement of every ready build, not only the first few). ok is
 // false when this node does not lead or the state moved during the read;
 // the caller asks again.
-func (n *Node) planCheck(extra int) (got, want scheduler.Plan, ok bool) {
+func planCheck(n *Node, extra int) (got, want scheduler.Plan, ok bool) {
 	lp := n.leader.Planner()
 	if lp == nil {
 		return got, want, false

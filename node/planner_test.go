@@ -95,7 +95,7 @@ func checkPlans(t *testing.T, m *testMesh, minWant int) scheduler.Plan {
 			return false
 		}
 		var ok bool
-		got, want, ok = l.planCheck(8)
+		got, want, ok = planCheck(l, 8)
 		if ok && !slices.Equal(got.Assignments, want.Assignments) {
 			mismatches++
 			if mismatches <= 3 {
@@ -236,7 +236,7 @@ func BenchmarkNode_LeaderRound(b *testing.B) {
 	m := newTestMesh(b)
 	solo := m.bootstrap("solo", func(c *Config) { c.Builder, c.builder, c.MaxJobs = "nix", &holdBuilder{}, 1 })
 	testutil.Eventually(b, 20*time.Second, "the node gossips its slot", func() bool {
-		nodes, _ := solo.schedNodes(solo.raft.State())
+		nodes, _ := schedNodes(solo, solo.raft.State())
 		return len(nodes) == 1
 	})
 	var last []string

@@ -63,7 +63,7 @@ func makeSource(t *testing.T, name, content string) srcNar {
 func putNar(t *testing.T, n *Node, token, path string, narHash store.Hash, size int, body []byte) (int, []byte) {
 	t.Helper()
 	q := url.Values{"path": {path}, "nar_hash": {narHash.String()}, "nar_size": {strconv.Itoa(size)}}
-	return httpDo(t, http.MethodPut, n.apiURL("/api/v1/nars?"+q.Encode()), token, bytes.NewReader(body))
+	return httpDo(t, http.MethodPut, apiURL(n, "/api/v1/nars?"+q.Encode()), token, bytes.NewReader(body))
 }
 
 // uploadSrc puts a source nar into the mesh through n.
@@ -124,7 +124,7 @@ func narDirEntries(t *testing.T, n *Node) []string {
 // badPeerCount scrapes n's bad-peer counter from /metrics.
 func badPeerCount(t *testing.T, n *Node) float64 {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, n.apiURL("/metrics"), "", nil)
+	code, body := httpDo(t, http.MethodGet, apiURL(n, "/metrics"), "", nil)
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}
@@ -329,11 +329,11 @@ func TestNode_Replicate(t *testing.T) {
 		entriesBefore := narDirEntries(t, fetcher)
 
 		// As Nix does: the narinfo first, then the nar it names.
-		code, body := httpDo(t, http.MethodGet, fetcher.apiURL("/"+s.hashPart+".narinfo"), "", nil)
+		code, body := httpDo(t, http.MethodGet, apiURL(fetcher, "/"+s.hashPart+".narinfo"), "", nil)
 		if code != http.StatusOK || !bytes.Contains(body, []byte("URL: nar/"+key+".nar.zst")) {
 			t.Fatalf("narinfo = %d %s", code, body)
 		}
-		resp, err := http.Get(fetcher.apiURL("/nar/" + key + ".nar.zst"))
+		resp, err := http.Get(apiURL(fetcher, "/nar/"+key+".nar.zst"))
 		if err == nil {
 			got, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()

@@ -49,7 +49,7 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		}
 	}
 	n.startLoops(rctx)
-	n.log.Info("node started", "http", n.httpAdvertise(), "cluster", n.clusterAdvertise(), "gossip", n.gossipAdvertise(), "p2p", n.p2pAddr(), "builder", n.cfg.Builder)
+	n.log.Info("node started", "http", n.httpAdvertise(), "cluster", n.clusterAdvertise(), "gossip", n.gossipAdvertise(), "p2p", n.presence.p2pAddr(), "builder", n.cfg.Builder)
 	return nil
 }
 
@@ -128,7 +128,7 @@ func (n *Node) startGossip(ctx context.Context) error {
 		return err
 	}
 	n.peers = cluster.NewPeers(n.cfg.DataDir, n.cfg.Name, n.gossip, n.gossipAdvertise, n.raft.State)
-	if err := n.gossip.SetMeta(n.meta()); err != nil {
+	if err := n.gossip.SetMeta(n.presence.meta()); err != nil {
 		return err
 	}
 	return n.gossip.Start(ctx)
@@ -161,15 +161,15 @@ func (n *Node) startRooms(context.Context) error {
 	acfg := agent.Config{
 		Name: n.cfg.Name, Builder: n.cfg.Builder, StoreDir: n.cfg.StoreDir, DataDir: n.cfg.DataDir,
 		MaxJobs: n.cfg.MaxJobs, MinCopies: n.cfg.MinCopies, QuotaBytes: n.cfg.QuotaBytes,
-		URL: n.URL, Signer: n.creds.Signer, RPC: n.creds.RPC, PushMeta: n.pushMeta,
-		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Files: files{n}, Build: n.builder, Disk: n.disk, P2P: n.p2p,
+		URL: n.URL, Signer: n.creds.Signer, RPC: n.creds.RPC, PushMeta: n.presence.push,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Files: n.files, Build: n.builder, Disk: n.disk, P2P: n.p2p,
 		BuildSeconds: n.metrics.buildSeconds, BuildPhase: n.metrics.buildPhase, Log: n.log,
 	}
 	n.keep = agent.NewKeeper(n.run, acfg)
 	n.agent = agent.New(acfg, n.keep)
 	n.api = httpapi.New(httpapi.Config{
 		Name: n.cfg.Name, StoreDir: n.cfg.StoreDir, PublicKey: n.PublicKey(), Guix: n.creds.Guix,
-		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Copies: n.keep, Jobs: n.agent, Files: files{n}, Disk: n.disk,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Copies: n.keep, Jobs: n.agent, Files: n.files, Disk: n.disk,
 		NoLeader: ErrNoLeader, TokenHash: cluster.TokenHash,
 		Join:  cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log),
 		Cache: n.cache, Metrics: n.metrics.handler(), Log: n.log,
@@ -198,13 +198,13 @@ func (n *Node) startHTTP(context.Context) error {
 // gossip, the leader's duties, the agent and the meta loop.
 func (n *Node) startLoops(rctx context.Context) {
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.joinGossip(rctx) }()
+	go func() { defer n.wg.Done(); n.presence.joinGossip(rctx) }()
 	n.leaderStopped = make(chan struct{})
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); defer close(n.leaderStopped); n.leader.Run(rctx) }()
 	n.agent.Start(rctx)
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.metaLoop(rctx) }()
+	go func() { defer n.wg.Done(); n.presence.loop(rctx) }()
 }
 
 // initMesh records the new mesh's settings and this node once it leads.
@@ -229,57 +229,7 @@ func (n *Node) initMesh(ctx context.Context) error {
 	if _, err := n.apply(ctx, &consensus.SetSettings{Settings: st}); err != nil {
 		return fmt.Errorf("record mesh settings: %w", err)
 	}
-	return n.recordSelf(ctx, true)
-}
-
-// recordSelf writes this node's admission record.
-func (n *Node) recordSelf(ctx context.Context, voter bool) error {
-	_, err := n.apply(ctx, &consensus.PutNode{Node: consensus.Node{
-		Name: n.cfg.Name, HTTP: n.httpAdvertise(), Raft: n.clusterAdvertise(),
-		P2P: n.p2pAddr(), PeerID: n.p2p.ID().String(), AdmittedAt: time.Now().UTC(), Voter: voter,
-	}})
-	return err
-}
-
-// joinGossip joins the known members' gossip until it succeeds: the
-// addresses come from the join grant or, on restart, from the peers file.
-func (n *Node) joinGossip(ctx context.Context) {
-	wait := 100 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		addrs := n.peers.Known()
-		if attempt%2 == 1 || len(addrs) == 0 {
-			addrs = append(addrs, n.peers.FromState(ctx)...)
-		}
-		if len(addrs) > 0 {
-			if _, err := n.gossip.Join(addrs); err == nil {
-				return
-			} else {
-				n.log.Debug("gossip join", keyErr, err)
-			}
-		} else if n.bootstrappedHere() {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		if wait < 5*time.Second {
-			wait *= 2
-		}
-	}
-}
-
-// p2pAddr is this node's libp2p multiaddr with its peer id.
-func (n *Node) p2pAddr() string {
-	if n.p2p == nil {
-		return ""
-	}
-	addrs := n.p2p.Addrs()
-	if len(addrs) == 0 {
-		return ""
-	}
-	return addrs[0]
+	return n.presence.recordSelf(ctx, true)
 }
 
 // stopServices stops everything Start started, in reverse order.
@@ -381,11 +331,4 @@ func (n *Node) allowPeer(id peer.ID) bool {
 		}
 	}
 	return false
-}
-
-// bootstrappedHere reports whether this node made the mesh and no other
-// node was ever admitted: then there is nobody to join.
-func (n *Node) bootstrappedHere() bool {
-	recs, err := n.raft.State().Nodes()
-	return err == nil && len(recs) <= 1
 }
