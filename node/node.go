@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/drvmesh/drvmesh/builder"
 	"github.com/drvmesh/drvmesh/consensus"
@@ -22,19 +21,25 @@ import (
 
 // Node is one member of a drvmesh mesh.
 type Node struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
 
-	creds *cluster.Creds
-	fwd   *cluster.Forwarder
-	peers *cluster.Peers
+	// Bootstrapped is set when Start made a new mesh; AdminToken and
+	// JoinCommand are then what to tell the operator.
+	Bootstrapped bool
+	AdminToken   string
 
-	httpLn    net.Listener
+	// The cluster room: identity, the cluster port, forwarding, peers.
+	creds     *cluster.Creds
 	clusterLn net.Listener
 	mux       *cluster.Mux
-	httpSrv   *http.Server
 	rpcSrv    *http.Server
+	fwd       *cluster.Forwarder
+	peers     *cluster.Peers
 
+	// The parts the rooms share: the replicated state, gossip, the nar
+	// store with its peer-to-peer side and binary cache, the builder.
 	raft    *consensus.Raft
 	gossip  *gossip.Gossip
 	disk    *narcache.Disk
@@ -42,33 +47,27 @@ type Node struct {
 	cache   *narcache.Handler
 	builder builder.Builder
 
-	// Bootstrapped is set when Start made a new mesh; AdminToken and
-	// JoinCommand are then what to tell the operator.
-	Bootstrapped bool
-	AdminToken   string
-
-	files *narFiles
-
-	// agent takes this node's assignments; keep keeps its nars' copies.
-	agent *agent.Agent
-	keep  *agent.Keeper
-	// api serves the public HTTP API.
-	api      *httpapi.API
+	// The adapters node fills the rooms' interfaces with.
+	files    *narFiles
 	presence *presence
 
-	// leader runs the leader-only duties; leaderStopped is closed when
-	// its loop has returned.
+	// The rooms: the public API, the building agent and the keeper of
+	// copies, the leader's duties (leaderStopped is closed when their
+	// loop has returned).
+	httpLn        net.Listener
+	httpSrv       *http.Server
+	api           *httpapi.API
+	agent         *agent.Agent
+	keep          *agent.Keeper
 	leader        *leader.Leader
 	leaderStopped chan struct{}
 
-	stopOnce sync.Once
 	// run is the node's run context: every goroutine the node starts
 	// derives from it, and cancel ends it when the node stops.
-	run     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	metrics *metrics
-	started time.Time
+	run      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
 }
 
 // New checks the configuration. It starts nothing.
@@ -100,7 +99,6 @@ func (n *Node) PublicKey() string { return n.creds.Signer.Public().String() }
 // Start brings the node up: bootstrap, join or resume, then every service.
 // It returns once the node serves HTTP; the mesh may still be electing.
 func (n *Node) Start(ctx context.Context) error {
-	n.started = time.Now()
 	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}

@@ -209,12 +209,18 @@ func (n *Node) startLoops(rctx context.Context) {
 
 // initMesh records the new mesh's settings and this node once it leads.
 func (n *Node) initMesh(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
+	lead, unsub := n.raft.WatchLeadership()
+	defer unsub()
+	deadline := time.After(30 * time.Second)
 	for !n.raft.IsLeader() {
-		if time.Now().After(deadline) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the new mesh's leader: %w", ctx.Err())
+		case <-deadline:
 			return fmt.Errorf("%w: the new mesh elected no leader in 30s", ErrNoLeader)
+		case <-lead:
+		case <-time.After(10 * time.Millisecond):
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	st := consensus.Settings{
 		Strategy:       n.cfg.Strategy,
