@@ -47,7 +47,7 @@ func (p *presence) meta() gossip.Meta {
 
 // push asks for the current meta to be gossiped soon, without
 // waiting: memberlist's UpdateNode blocks until the next gossip round,
-// which must not hold up the worker.
+// which must not hold up the agent.
 func (p *presence) push() {
 	select {
 	case p.kick <- struct{}{}:

@@ -118,10 +118,10 @@ func New(cfg Config, keep *Keeper) *Agent {
 	}
 }
 
-// Start runs the worker loop until ctx ends.
+// Start runs the agent's loop until ctx ends.
 func (a *Agent) Start(ctx context.Context) {
 	a.wg.Add(1)
-	go func() { defer a.wg.Done(); a.workerLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.loop(ctx) }()
 }
 
 // Wait waits for every goroutine the agent started.

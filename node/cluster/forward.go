@@ -87,8 +87,8 @@ func (f *Forwarder) ApplyAndCatchUp(ctx context.Context, cmd consensus.Command) 
 
 // ApplyAtLeader is ApplyAndCatchUp without read-your-writes: it returns
 // once the leader has applied cmd, without waiting for this node's state
-// to catch up (which takes until the leader's next message). For a
-// building node's own reports, which nothing here reads back at once.
+// to catch up (which takes until the leader's next message). For the
+// agent's own reports, which nothing here reads back at once.
 func (f *Forwarder) ApplyAtLeader(ctx context.Context, cmd consensus.Command) ([]string, error) {
 	return f.applyWith(ctx, cmd, false)
 }

@@ -31,11 +31,11 @@ type job struct {
 	logFile  *os.File
 }
 
-// workerLoop watches the replicated state for builds assigned to this
+// loop watches the replicated state for builds assigned to this
 // node and runs them; it also stops running builds that were canceled.
 // It reacts to each applied change, so an assignment starts within
 // milliseconds of its commit.
-func (a *Agent) workerLoop(ctx context.Context) {
+func (a *Agent) loop(ctx context.Context) {
 	if a.cfg.Builder == "none" {
 		return
 	}
