@@ -238,40 +238,75 @@ func (n *Node) initMesh(ctx context.Context) error {
 	return n.presence.recordSelf(ctx, true)
 }
 
-// stopServices stops everything Start started, in reverse order.
+// stopServices stops everything Start started, in named steps in the
+// reverse order of the start, then waits for every goroutine.
 func (n *Node) stopServices() {
 	if n.cancel != nil {
-		n.cancel()
+		n.cancel() // the run context: every loop ends
 	}
 	if n.agent != nil {
 		n.agent.StopJobs(false)
 	}
+	// The run context has ended: shutting down gets a bounded one.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if n.httpSrv != nil {
-		_ = n.httpSrv.Shutdown(ctx)
-	} else if n.httpLn != nil {
-		n.httpLn.Close()
+	steps := []struct {
+		name string
+		stop func() error
+	}{
+		{"HTTP", func() error {
+			if n.httpSrv != nil {
+				return n.httpSrv.Shutdown(ctx)
+			}
+			if n.httpLn != nil {
+				return n.httpLn.Close()
+			}
+			return nil
+		}},
+		{"gossip", func() error {
+			if n.gossip == nil {
+				return nil
+			}
+			return n.gossip.Close()
+		}},
+		{"RPC", func() error {
+			if n.rpcSrv == nil {
+				return nil
+			}
+			return n.rpcSrv.Close()
+		}},
+		{"raft", func() error {
+			if n.raft == nil {
+				return nil
+			}
+			return n.raft.Close()
+		}},
+		{"cluster port", func() error {
+			if n.mux != nil {
+				return n.mux.Close()
+			}
+			if n.clusterLn != nil {
+				return n.clusterLn.Close()
+			}
+			return nil
+		}},
+		{"nar cache", func() error {
+			if n.p2p == nil {
+				return nil
+			}
+			return n.p2p.Close()
+		}},
+		{"builder", func() error {
+			if n.builder == nil {
+				return nil
+			}
+			return n.builder.Close()
+		}},
 	}
-	if n.gossip != nil {
-		_ = n.gossip.Close()
-	}
-	if n.rpcSrv != nil {
-		_ = n.rpcSrv.Close()
-	}
-	if n.raft != nil {
-		_ = n.raft.Close()
-	}
-	if n.mux != nil {
-		_ = n.mux.Close()
-	} else if n.clusterLn != nil {
-		n.clusterLn.Close()
-	}
-	if n.p2p != nil {
-		_ = n.p2p.Close()
-	}
-	if n.builder != nil {
-		_ = n.builder.Close()
+	for _, s := range steps {
+		if err := s.stop(); err != nil {
+			n.log.Debug("stop "+s.name, keyErr, err)
+		}
 	}
 	if n.agent != nil {
 		n.agent.Wait()
@@ -283,9 +318,11 @@ func (n *Node) stopServices() {
 // leaveGracefully hands back this node's builds, passes on leadership and
 // leaves gossip, so the mesh carries on without waiting for timeouts.
 func (n *Node) leaveGracefully() {
-	if n.raft == nil {
+	if n.raft == nil || n.fwd == nil {
 		return
 	}
+	// The run context still runs (the leader loops stop below, after the
+	// hand-back); the leave is bounded on its own.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	running := 0
