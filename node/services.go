@@ -172,7 +172,7 @@ func (n *Node) startRooms(context.Context) error {
 		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Copies: n.keep, Jobs: n.agent, Files: n.files, Disk: n.disk,
 		NoLeader: ErrNoLeader, TokenHash: cluster.TokenHash,
 		Join:  cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log),
-		Cache: n.cache, Metrics: n.metrics.handler(), Log: n.log,
+		Cache: n.cache, Metrics: n.metrics.handler(),
 	})
 	n.leader = leader.New(leader.Config{
 		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,

@@ -3,14 +3,12 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/narcache"
 	"github.com/drvmesh/drvmesh/node/internal/httpjson"
-	"github.com/drvmesh/drvmesh/node/internal/logkey"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -85,13 +83,11 @@ type Config struct {
 	Join      http.Handler // POST /api/v1/join
 	Cache     http.Handler // the binary cache, for every other path
 	Metrics   http.Handler // GET /metrics
-	Log       *slog.Logger
 }
 
 // API is the node's public HTTP surface.
 type API struct {
 	cfg     Config
-	log     *slog.Logger
 	raft    Raft
 	apply   Applier
 	members Members
@@ -106,14 +102,8 @@ func New(cfg Config) *API {
 	if cfg.NoLeader == nil {
 		cfg.NoLeader = errors.New("no leader")
 	}
-	return &API{cfg: cfg, log: cfg.Log, raft: cfg.Raft, apply: cfg.Apply, members: cfg.Members, copies: cfg.Copies, jobs: cfg.Jobs, files: cfg.Files, disk: cfg.Disk}
+	return &API{cfg: cfg, raft: cfg.Raft, apply: cfg.Apply, members: cfg.Members, copies: cfg.Copies, jobs: cfg.Jobs, files: cfg.Files, disk: cfg.Disk}
 }
-
-// Log keys, from the node's one list.
-const (
-	keyErr  = logkey.Err
-	keyPath = logkey.Path
-)
 
 var (
 	writeJSON = httpjson.Write
