@@ -35,6 +35,7 @@ type Node struct {
 	clusterLn net.Listener
 	mux       *cluster.Mux
 	rpcSrv    *http.Server
+	rpcRooms  lateHandler // the rooms' RPC routes, once they exist
 	fwd       *cluster.Forwarder
 	peers     *cluster.Peers
 

@@ -62,7 +62,7 @@ func (n *Node) startCluster(context.Context) error {
 }
 
 // startRaft opens the replicated state and raft over the cluster port,
-// and the forwarder every write goes through.
+// and the forwarder every write goes through, served over RPC at once.
 func (n *Node) startRaft(ctx context.Context, bootstrap bool) error {
 	advertise, err := net.ResolveTCPAddr("tcp", n.clusterAdvertise())
 	if err != nil {
@@ -100,6 +100,9 @@ func (n *Node) startRaft(ctx context.Context, bootstrap bool) error {
 		return err
 	}
 	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC)
+	n.rpcSrv = &http.Server{Handler: n.rpcHandler(&n.rpcRooms), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
 	return nil
 }
 
@@ -155,8 +158,7 @@ func (n *Node) startBuilder(context.Context) error {
 }
 
 // startRooms makes the agent, the HTTP API and the leader's duties, each
-// given what it consumes, and serves node-to-node RPC: the cluster port
-// held its connections until every room it routes to exists.
+// given what it consumes, and adds the rooms' node-to-node routes.
 func (n *Node) startRooms(context.Context) error {
 	acfg := agent.Config{
 		Name: n.cfg.Name, Builder: n.cfg.Builder, StoreDir: n.cfg.StoreDir, DataDir: n.cfg.DataDir,
@@ -180,9 +182,9 @@ func (n *Node) startRooms(context.Context) error {
 		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.keep, Submit: n.api,
 		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
 	})
-	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
+	rooms := http.NewServeMux()
+	n.keep.Routes(rooms)
+	n.rpcRooms.h.Store(rooms)
 	return nil
 }
 
