@@ -1,5 +1,3 @@
-// Package httpjson writes and reads the JSON bodies the node's HTTP API
-// and its cluster RPC share: a value, and errors as {"error": "..."}.
 package httpjson
 
 import (

@@ -1,5 +1,3 @@
-// Package logkey holds the log keys every package of the node uses, so
-// that every log line names things alike.
 package logkey
 
 // Log keys.
