@@ -157,35 +157,9 @@ func Join(ctx context.Context, cfg JoinConfig) error {
 		HTTP: cfg.HTTP, Cluster: cfg.Cluster, Gossip: cfg.Gossip,
 		PeerID: pid,
 	}
-	// Members may be electing a leader (503) or restarting: try each
-	// address in turn for up to a minute. A refused token is final.
-	var grant *joinGrant
-	var errs []error
-	deadline := time.Now().Add(time.Minute)
-	for grant == nil && time.Now().Before(deadline) {
-		errs = errs[:0]
-		for _, addr := range cfg.Addrs {
-			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			grant, err = requestJoin(jctx, addr, cfg.Token, req)
-			cancel()
-			if err == nil {
-				break
-			}
-			if errors.Is(err, ErrBadToken) || errors.Is(err, errJoinRefused) {
-				return err
-			}
-			errs = append(errs, err)
-		}
-		if grant == nil {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Second):
-			}
-		}
-	}
-	if grant == nil {
-		return fmt.Errorf("no member admitted this node (is --join right and the mesh up?): %w", errors.Join(errs...))
+	grant, err := askMembers(ctx, cfg, req)
+	if err != nil {
+		return err
 	}
 	for _, f := range []struct {
 		rel  string
@@ -210,6 +184,42 @@ func Join(ctx context.Context, cfg JoinConfig) error {
 	}
 	cfg.Log.Info("admitted to the mesh", "mesh", grant.Secrets.MeshID, "via", cfg.Addrs)
 	return nil
+}
+
+// askMembers asks the members at cfg.Addrs to admit this node. Members
+// may be electing a leader (503) or restarting: it tries each address in
+// turn for up to a minute. A refused token is final.
+func askMembers(ctx context.Context, cfg JoinConfig, req JoinRequest) (*joinGrant, error) {
+	var grant *joinGrant
+	var errs []error
+	deadline := time.Now().Add(time.Minute)
+	for grant == nil && time.Now().Before(deadline) {
+		errs = errs[:0]
+		for _, addr := range cfg.Addrs {
+			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			var err error
+			grant, err = requestJoin(jctx, addr, cfg.Token, req)
+			cancel()
+			if err == nil {
+				break
+			}
+			if errors.Is(err, ErrBadToken) || errors.Is(err, errJoinRefused) {
+				return nil, err
+			}
+			errs = append(errs, err)
+		}
+		if grant == nil {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	if grant == nil {
+		return nil, fmt.Errorf("no member admitted this node (is --join right and the mesh up?): %w", errors.Join(errs...))
+	}
+	return grant, nil
 }
 
 // requestJoin asks the member at addr (host:port or URL) to admit this
