@@ -15,6 +15,7 @@ import (
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // buildMesh is a mesh of nix-building nodes, each with its own chroot
@@ -56,7 +57,7 @@ func newBuildMesh(t *testing.T, names ...string) *buildMesh {
 	testutil.Eventually(t, 30*time.Second, "every node alive and building", func() bool {
 		for _, name := range names {
 			n := m.node(name)
-			nodes, _ := n.schedNodes(n.raft.State())
+			nodes, _ := schedNodes(n, n.raft.State())
 			if len(nodes) != len(names) {
 				return false
 			}
@@ -108,7 +109,7 @@ func (m *buildMesh) cli(args ...string) (string, error) {
 
 // submit runs drvmesh submit --json against node n for drvs in the client
 // store under root and returns the created (or found) builds.
-func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string) []submittedBuild {
+func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string) []httpapi.SubmittedBuild {
 	m.t.Helper()
 	args := append([]string{"submit", "--json", "--nix-store", "local?root=" + root, "--server", n.URL(), "--token", m.token}, flags...)
 	out, err := m.cli(append(args, drvs...)...)
@@ -116,7 +117,7 @@ func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string)
 		m.t.Fatal(err)
 	}
 	var res struct {
-		Builds []submittedBuild `json:"builds"`
+		Builds []httpapi.SubmittedBuild `json:"builds"`
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		m.t.Fatalf("submit output %q: %v", out, err)
@@ -128,7 +129,7 @@ func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string)
 // while the mesh elects a leader.
 func getBuild(t *testing.T, n *Node, id string) *consensus.Build {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, n.apiURL("/api/v1/builds/"+id+"?fresh=1"), "", nil)
+	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/builds/"+id+"?fresh=1"), "", nil)
 	if code == http.StatusServiceUnavailable {
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -24,7 +25,7 @@ func TestNode_Builds(t *testing.T) {
 	salt := uniqueSalt(t)
 	testdata := "testdata/builds.nix"
 
-	var app submittedBuild
+	var app httpapi.SubmittedBuild
 	t.Run("closure of a graph", func(t *testing.T) {
 		drv := m.instantiate(client, "../examples/graph.nix", "app", "--argstr", "salt", salt)
 		subs := m.submit(m.node("b2"), client, []string{"--closure"}, drv)
@@ -167,11 +168,11 @@ func TestNode_Builds(t *testing.T) {
 		}
 		msg := "drvmesh-test-failure-" + salt
 		from := m.nodeOtherThan(b.Node)
-		code, body := httpDo(t, http.MethodGet, from.apiURL("/api/v1/builds/"+b.ID+"/log"), "", nil)
+		code, body := httpDo(t, http.MethodGet, apiURL(from, "/api/v1/builds/"+b.ID+"/log"), "", nil)
 		if code != http.StatusOK || !strings.Contains(string(body), msg) {
 			t.Errorf("build log through %s (built on %s) = %d, without %q:\n%s", from.Name(), b.Node, code, msg, body)
 		}
-		code, body = httpDo(t, http.MethodGet, from.apiURL("/log/"+filepath.Base(drv)), "", nil)
+		code, body = httpDo(t, http.MethodGet, apiURL(from, "/log/"+filepath.Base(drv)), "", nil)
 		if code != http.StatusOK || !strings.Contains(string(body), msg) {
 			t.Errorf("/log/%s = %d, without %q:\n%s", filepath.Base(drv), code, msg, body)
 		}
@@ -185,7 +186,7 @@ func TestNode_Builds(t *testing.T) {
 		id := subs[0].ID
 		waitState(t, m.node("b1"), id, time.Minute, consensus.StateBuilding)
 		testutil.Eventually(t, time.Minute, "the sleeping builder runs", func() bool { return len(markerProcs(marker)) > 0 })
-		code, body := httpDo(t, http.MethodPost, m.node("b2").apiURL("/api/v1/cancel"), m.token, strings.NewReader(`{"ids":["`+id+`"]}`))
+		code, body := httpDo(t, http.MethodPost, apiURL(m.node("b2"), "/api/v1/cancel"), m.token, strings.NewReader(`{"ids":["`+id+`"]}`))
 		if code != http.StatusOK {
 			t.Fatalf("cancel = %d %s", code, body)
 		}

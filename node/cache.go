@@ -8,20 +8,21 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/narcache"
+	"github.com/drvmesh/drvmesh/node/agent"
 	"github.com/drvmesh/drvmesh/store"
 )
 
 // startCache opens the nar store, the libp2p host and the binary cache
 // handler.
-func (n *Node) startCache() error {
+func (n *Node) startCache(ctx context.Context) error {
 	var err error
 	n.disk, err = narcache.NewDisk(narcache.DiskConfig{
 		Dir:     filepath.Join(n.cfg.DataDir, dirNars),
@@ -66,10 +67,10 @@ func (n *Node) startCache() error {
 	if err != nil {
 		return err
 	}
-	if err := n.p2p.Start(context.Background()); err != nil {
+	if err := n.p2p.Start(ctx); err != nil {
 		return fmt.Errorf("%w; pick another --listen or --p2p-listen", err)
 	}
-	n.announceRelay()
+	n.announceRelay(ctx)
 	n.cache, err = narcache.NewHandler(narcache.HandlerConfig{
 		StoreDir:  n.cfg.StoreDir,
 		Disk:      n.disk,
@@ -77,7 +78,7 @@ func (n *Node) startCache() error {
 		Fetcher:   n.p2p,
 		Logs:      logsView{n},
 		OnBadPeer: n.badPeer,
-		GuixKey:   n.guix,
+		GuixKey:   n.creds.Guix,
 		GuixHost:  n.cfg.Name,
 		// Narinfos change only when a nar gains a form or a signature:
 		// serve a rendering for a second before asking the index again.
@@ -94,7 +95,7 @@ const relayWait = 10 * time.Second
 // announceRelay logs what an operator needs for the relay side: on a
 // relay, the --relays value for members behind NAT; on a node behind NAT,
 // whether a relay holds a slot for it yet.
-func (n *Node) announceRelay() {
+func (n *Node) announceRelay(ctx context.Context) {
 	id := n.p2p.ID().String()
 	if n.cfg.RelayService {
 		var addrs []string
@@ -109,7 +110,7 @@ func (n *Node) announceRelay() {
 	if len(n.cfg.RelayPeers) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), relayWait)
+	ctx, cancel := context.WithTimeout(ctx, relayWait)
 	defer cancel()
 	if err := n.p2p.WaitReserved(ctx); err != nil {
 		n.log.Warn("no relay reservation yet; members cannot fetch from this node until one holds", keyErr, err)
@@ -141,14 +142,6 @@ func multiaddrOf(hostport string) string {
 	return "/dns4/" + host + "/tcp/" + port
 }
 
-func peerIDOf(k crypto.PrivKey) (string, error) {
-	id, err := peer.IDFromPrivateKey(k)
-	if err != nil {
-		return "", err
-	}
-	return id.String(), nil
-}
-
 // indexView is the binary cache's read view of the replicated nar index.
 type indexView struct{ n *Node }
 
@@ -157,12 +150,12 @@ func (v indexView) Lookup(hashPart string) (narcache.Entry, bool) {
 	if err != nil || ni == nil || len(ni.Files) == 0 {
 		return narcache.Entry{}, false
 	}
-	info, files, err := toStoreNarInfo(ni)
+	info, files, err := agent.StoreNarInfo(ni)
 	if err != nil {
 		v.n.log.Warn("bad narinfo in the index", keyPath, ni.StorePath, keyErr, err)
 		return narcache.Entry{}, false
 	}
-	v.n.noteFiles(ni)
+	v.n.files.Note(ni)
 	return narcache.Entry{Info: info, Files: files, Version: narInfoVersion(ni)}, true
 }
 
@@ -179,7 +172,7 @@ func (v indexView) Version(hashPart string) (uint64, bool) {
 var _ narcache.VersionIndex = indexView{}
 
 func (v indexView) Holders(key string) []narcache.Holder {
-	return v.n.holdersOf(key)
+	return v.n.files.Holders(key)
 }
 
 // narInfoVersion changes whenever what a narinfo renders changes.
@@ -202,34 +195,20 @@ func narInfoVersion(ni *consensus.NarInfo) uint64 {
 	return h
 }
 
-// toStoreNarInfo converts an index record to the store form the handler
-// renders.
-func toStoreNarInfo(ni *consensus.NarInfo) (*store.NarInfo, []narcache.File, error) {
-	nh, err := store.ParseHash(ni.NarHash)
-	if err != nil {
-		return nil, nil, err
-	}
-	info := &store.NarInfo{
-		StorePath: ni.StorePath, NarHash: nh, NarSize: ni.NarSize,
-		References: ni.References, Deriver: ni.Deriver, System: ni.System,
-		Sigs: ni.Sigs, CA: ni.CA,
-	}
-	var files []narcache.File
-	for _, f := range ni.Files {
-		fh, err := store.ParseHash(f.FileHash)
-		if err != nil {
-			return nil, nil, err
-		}
-		files = append(files, narcache.File{Compression: f.Compression, FileHash: fh, FileSize: f.FileSize, NarHash: nh, NarSize: ni.NarSize})
-	}
-	return info, files, nil
+// narFiles maps nar file keys to the store path hash parts they belong
+// to, and names the other holders of a file: the agent's, the API's and
+// the binary cache's view of the nar index by file.
+type narFiles struct {
+	n    *Node
+	mu   sync.Mutex
+	keys map[string]string // nar file key → store path hash part
 }
 
-// holdersOf lists the other nodes that hold the nar file with this key,
+// Holders lists the other nodes that hold the nar file with this key,
 // alive ones with free capacity first.
-func (n *Node) holdersOf(key string) []narcache.Holder {
-	st := n.raft.State()
-	hashPart, ok := n.fileIndex(key)
+func (f *narFiles) Holders(key string) []narcache.Holder {
+	st := f.n.raft.State()
+	hashPart, ok := f.HashPart(key)
 	if !ok {
 		return nil
 	}
@@ -249,7 +228,7 @@ func (n *Node) holdersOf(key string) []narcache.Holder {
 	}
 	var cs []cand
 	for _, name := range ni.Holders {
-		if name == n.cfg.Name {
+		if name == f.n.cfg.Name {
 			continue
 		}
 		nd, ok := byName[name]
@@ -257,7 +236,7 @@ func (n *Node) holdersOf(key string) []narcache.Holder {
 			continue
 		}
 		c := cand{h: narcache.Holder{ID: nd.PeerID, Addrs: []string{nd.P2P}}}
-		if m, ok := n.gossip.Member(name); ok {
+		if m, ok := f.n.gossip.Member(name); ok {
 			c.alive = m.Status == gossip.StatusAlive
 			c.load = m.Meta.Load
 			if m.Meta.P2P != "" {
@@ -279,35 +258,36 @@ func (n *Node) holdersOf(key string) []narcache.Holder {
 	return out
 }
 
-// fileIndex maps a nar file key to the store path hash part it belongs
+// HashPart maps a nar file key to the store path hash part it belongs
 // to: from a small memory map of the narinfos this node has seen, else
 // from the replicated file index.
-func (n *Node) fileIndex(key string) (string, bool) {
-	n.filesMu.Lock()
-	h, ok := n.files[key]
-	n.filesMu.Unlock()
-	if ok || n.raft == nil {
+func (f *narFiles) HashPart(key string) (string, bool) {
+	f.mu.Lock()
+	h, ok := f.keys[key]
+	f.mu.Unlock()
+	if ok || f.n.raft == nil {
 		return h, ok
 	}
-	ni, err := n.raft.State().NarInfoByFile(key)
+	ni, err := f.n.raft.State().NarInfoByFile(key)
 	if err != nil || ni == nil {
 		return "", false
 	}
-	n.noteFiles(ni)
+	f.Note(ni)
 	hp, err := consensus.HashPart(ni.StorePath)
 	return hp, err == nil
 }
 
-func (n *Node) noteFiles(ni *consensus.NarInfo) {
+// Note remembers the file keys of a narinfo.
+func (f *narFiles) Note(ni *consensus.NarInfo) {
 	hp, err := consensus.HashPart(ni.StorePath)
 	if err != nil {
 		return
 	}
-	n.filesMu.Lock()
-	defer n.filesMu.Unlock()
-	for _, f := range ni.Files {
-		if fh, err := store.ParseHash(f.FileHash); err == nil {
-			n.files[fh.Nix32()] = hp
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, nf := range ni.Files {
+		if fh, err := store.ParseHash(nf.FileHash); err == nil {
+			f.keys[fh.Nix32()] = hp
 		}
 	}
 }
@@ -322,7 +302,7 @@ func (v holdersView) OtherHolders(key string) int {
 	if n.raft == nil || n.gossip == nil {
 		return 0
 	}
-	hp, ok := n.fileIndex(key)
+	hp, ok := n.files.HashPart(key)
 	if !ok {
 		return 0
 	}
@@ -347,9 +327,5 @@ func (v holdersView) OtherHolders(key string) int {
 type logsView struct{ n *Node }
 
 func (v logsView) OpenLog(ctx context.Context, drvBase string) (io.ReadCloser, error) {
-	return v.n.openDrvLog(ctx, drvBase)
-}
-
-func (n *Node) logPath(buildID string) string {
-	return filepath.Join(n.cfg.DataDir, dirLogs, buildID+".log")
+	return v.n.api.OpenDrvLog(ctx, drvBase)
 }

@@ -92,6 +92,10 @@ type Config struct {
 	quotaInterval time.Duration
 }
 
+// defaultQuotaInterval is how often a node with a quota checks its nar
+// store.
+const defaultQuotaInterval = 30 * time.Second
+
 // DefaultConfig returns the defaults for a node on this machine.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
@@ -176,6 +180,12 @@ func (c *Config) fill() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	return c.fillAddrs()
+}
+
+// fillAddrs derives the cluster, gossip and p2p addresses from the HTTP
+// one (ports + 1, 2, 3), and the advertised host.
+func (c *Config) fillAddrs() error {
 	host, port, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		return fmt.Errorf("%w: --listen %q: %v", ErrConfig, c.Listen, err)

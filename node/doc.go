@@ -1,17 +1,18 @@
-// Package node wires one drvmesh node: the mesh secrets and identity, the
-// cluster port (raft and node-to-node RPC over mutual TLS), gossip, the
-// replicated state, the scheduler loop on the leader, the builder, the nar
-// cache with its peer-to-peer transfers, hooks, and the HTTP API that the
-// CLI and stock Nix/Guix clients use.
+// Package node wires one drvmesh node. It owns the configuration, the
+// start and stop of every part in named steps, the run context every
+// goroutine derives from, the adapters that give narcache its view of the
+// index, and the metrics registry. The work happens in rooms that never
+// import each other, each declaring the interfaces it consumes:
 //
-// Data flow, from a submission to a substitute:
+//   - node/cluster: mesh secrets and PKI, the join protocol, the
+//     mutual-TLS cluster port, forwarding writes to the leader;
+//   - node/httpapi: the JSON API, uploads and submissions, logs, the web
+//     page;
+//   - node/leader: raft membership, the scheduling round, builds for
+//     missing inputs, hooks;
+//   - node/agent: running assigned builds, storing their outputs, and
+//     keeping every nar's copies.
 //
-//	client ──HTTP──▶ any node ──RPC(mTLS)──▶ leader ──raft──▶ every FSM
-//	                                           │ scheduler plan (batched)
-//	                                           ▼
-//	                          building node ◀─ watch on its assignments
-//	                            │ nix-store --realise, substituting from
-//	                            │ its own binary cache (peers over libp2p)
-//	                            ▼
-//	                 outputs ─▶ nar store + narinfo ─raft─▶ index; replicas
+// DESIGN.md follows a build through them and lists which loop waits on
+// which signal.
 package node

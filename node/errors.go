@@ -1,21 +1,24 @@
 package node
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/drvmesh/drvmesh/node/cluster"
+	"github.com/drvmesh/drvmesh/node/httpapi"
+)
 
 // Sentinel errors of the node package.
 var (
 	// ErrNotMember: a peer presented no certificate of this mesh.
-	ErrNotMember = errors.New("not a member of this mesh")
+	ErrNotMember = cluster.ErrNotMember
 	// ErrBadToken: a join or admin token is wrong or expired.
-	ErrBadToken = errors.New("wrong or expired token")
+	ErrBadToken = cluster.ErrBadToken
 	// ErrBadSecrets: the mesh secrets in the data dir are missing or corrupt.
-	ErrBadSecrets = errors.New("bad mesh secrets")
+	ErrBadSecrets = cluster.ErrBadSecrets
 	// ErrBadRequest: an API request is malformed.
-	ErrBadRequest = errors.New("bad request")
+	ErrBadRequest = httpapi.ErrBadRequest
 	// ErrNoLeader: no leader is known right now; try again shortly.
-	ErrNoLeader = errors.New("no leader")
-	// ErrNotFound: the build, path or node does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNoLeader = cluster.ErrNoLeader
 	// ErrConfig: the node's flags contradict each other or the data dir.
 	ErrConfig = errors.New("bad node configuration")
 )

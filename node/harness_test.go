@@ -200,4 +200,4 @@ func httpDo(t *testing.T, method, url, token string, body io.Reader) (int, []byt
 	return resp.StatusCode, b
 }
 
-func (n *Node) apiURL(path string) string { return fmt.Sprintf("http://%s%s", n.HTTPAddr(), path) }
+func apiURL(n *Node, path string) string { return fmt.Sprintf("http://%s%s", n.HTTPAddr(), path) }

@@ -137,7 +137,7 @@ func TestNode_Hooks(t *testing.T) {
 	m.bootstrap("h1", withHooks)
 	m.join("h2", withHooks)
 	m.join("h3", withHooks)
-	testutil.Eventually(t, 20*time.Second, "3 voters", func() bool { return len(m.node("h1").status().Voters) == 3 })
+	testutil.Eventually(t, 20*time.Second, "3 voters", func() bool { return len(m.node("h1").api.Status().Voters) == 3 })
 	allAcked := func(t *testing.T) {
 		t.Helper()
 		testutil.Eventually(t, 30*time.Second, "every hook event acknowledged", func() bool {

@@ -1,18 +1,12 @@
 package node
 
-// Log keys used across the package, so every log line names things alike.
+import "github.com/drvmesh/drvmesh/node/internal/logkey"
+
+// Log keys, from the node's one list.
 const (
-	keyErr     = "err"
-	keyNode    = "node"
-	keyPeer    = "peer"
-	keyRemote  = "remote"
-	keyBuild   = "build"
-	keyDrv     = "drv"
-	keyPath    = "path"
-	keyAddr    = "addr"
-	keyLeader  = "leader"
-	keyCount   = "count"
-	keyEvent   = "event"
-	keyElapsed = "elapsed"
-	keyState   = "state"
+	keyErr   = logkey.Err
+	keyNode  = logkey.Node
+	keyPeer  = logkey.Peer
+	keyPath  = logkey.Path
+	keyCount = logkey.Count
 )

@@ -23,7 +23,7 @@ func BenchmarkMesh_Submit(b *testing.B) {
 	m.join("n2", steady)
 	m.join("n3", steady)
 	testutil.Eventually(b, 30*time.Second, "3 voters", func() bool {
-		return len(m.node("n1").status().Voters) == 3
+		return len(m.node("n1").api.Status().Voters) == 3
 	})
 	leader := m.waitLeader()
 	var follower *Node

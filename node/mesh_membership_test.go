@@ -15,6 +15,7 @@ import (
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // steady triples the test timings: six nodes under -race on a busy
@@ -45,10 +46,10 @@ func (m *testMesh) running() []string {
 }
 
 // apiStatus reads GET /api/v1/status from n.
-func apiStatus(t *testing.T, n *Node) statusJSON {
+func apiStatus(t *testing.T, n *Node) httpapi.StatusJSON {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, n.apiURL("/api/v1/status"), "", nil)
-	var st statusJSON
+	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/status"), "", nil)
+	var st httpapi.StatusJSON
 	if code != http.StatusOK {
 		t.Fatalf("status from %s = %d %s", n.Name(), code, body)
 	}
@@ -59,17 +60,17 @@ func apiStatus(t *testing.T, n *Node) statusJSON {
 }
 
 // apiNodes reads GET /api/v1/nodes from n, by name.
-func apiNodes(t *testing.T, n *Node) map[string]nodeJSON {
+func apiNodes(t *testing.T, n *Node) map[string]httpapi.NodeJSON {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, n.apiURL("/api/v1/nodes"), "", nil)
-	var list []nodeJSON
+	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/nodes"), "", nil)
+	var list []httpapi.NodeJSON
 	if code != http.StatusOK {
 		t.Fatalf("nodes from %s = %d %s", n.Name(), code, body)
 	}
 	if err := json.Unmarshal(body, &list); err != nil {
 		t.Fatalf("nodes from %s: %v: %s", n.Name(), err, body)
 	}
-	out := map[string]nodeJSON{}
+	out := map[string]httpapi.NodeJSON{}
 	for _, nd := range list {
 		out[nd.Name] = nd
 	}
@@ -146,7 +147,7 @@ func TestMesh_Membership(t *testing.T) {
 	m.join("n2", snapshots)
 	m.join("n3", snapshots)
 	testutil.Eventually(t, 20*time.Second, "3 voters", func() bool {
-		return len(m.node("n1").status().Voters) == 3
+		return len(m.node("n1").api.Status().Voters) == 3
 	})
 
 	t.Run("late joiner installs a snapshot", func(t *testing.T) {
@@ -211,7 +212,7 @@ func TestMesh_Membership(t *testing.T) {
 	t.Run("dead builder's build is requeued", func(t *testing.T) {
 		leader := m.waitLeader()
 		// A voter that does not lead, so the mesh keeps its leader.
-		st := leader.status()
+		st := leader.api.Status()
 		victim := ""
 		for _, v := range st.Voters {
 			if v != leader.Name() {

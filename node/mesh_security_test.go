@@ -3,10 +3,13 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net"
 	"net/http"
@@ -21,6 +24,7 @@ import (
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/internal/testutil"
+	"github.com/drvmesh/drvmesh/node/cluster"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -28,23 +32,22 @@ import (
 // returns the HTTP status and body.
 func postJoin(t *testing.T, via *Node, token, name string) (int, []byte) {
 	t.Helper()
-	key, err := newNodeKey()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := publicKeyPEM(&key.PublicKey)
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nb := make([]byte, 16)
-	_, _ = rand.Read(nb)
-	req := joinRequest{
-		Name: name, PublicKey: string(pub), Nonce: hex.EncodeToString(nb),
+	pub := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	req := cluster.JoinRequest{
+		Name: name, PublicKey: string(pub),
 		HTTP: "127.0.0.1:1", Cluster: "127.0.0.1:2", Gossip: "127.0.0.1:3",
 	}
-	req.Proof = joinProof(token, req.Name, req.Nonce)
+	req.Prove(token)
 	body, _ := json.Marshal(req)
-	return httpDo(t, http.MethodPost, via.apiURL("/api/v1/join"), "", bytes.NewReader(body))
+	return httpDo(t, http.MethodPost, apiURL(via, "/api/v1/join"), "", bytes.NewReader(body))
 }
 
 // startJoiner runs a joining node to the point where it is refused or
@@ -104,7 +107,7 @@ func TestMesh_Security(t *testing.T) {
 	n1 := m.bootstrap("n1", steady)
 	n2 := m.join("n2", steady)
 	testutil.Eventually(t, 20*time.Second, "2 voters", func() bool {
-		return len(n1.status().Voters) == 2
+		return len(n1.api.Status().Voters) == 2
 	})
 	admin := m.adminToken("n1")
 	nodeCount := func(n *Node) int {
@@ -126,7 +129,7 @@ func TestMesh_Security(t *testing.T) {
 		if !errors.Is(err, ErrBadToken) {
 			t.Errorf("joining with a wrong token: %v, want ErrBadToken", err)
 		}
-		if ok, _ := hasState(filepath.Join(m.base, "intruder")); ok {
+		if ok, _ := cluster.HasState(filepath.Join(m.base, "intruder")); ok {
 			t.Error("a refused joiner kept a node identity")
 		}
 		for _, n := range []*Node{n1, n2} {
@@ -192,7 +195,7 @@ func TestMesh_Security(t *testing.T) {
 					{http.MethodPut, "/api/v1/nars?" + q.Encode(), nar},
 				}
 				for _, r := range reqs {
-					code, body := httpDo(t, r.method, via.apiURL(r.path), tok, bytes.NewReader(r.body))
+					code, body := httpDo(t, r.method, apiURL(via, r.path), tok, bytes.NewReader(r.body))
 					if code != http.StatusUnauthorized {
 						t.Errorf("%s %s via %s with token %q = %d %s, want 401", r.method, r.path, via.Name(), tok, code, body)
 					}
@@ -215,7 +218,7 @@ func TestMesh_Security(t *testing.T) {
 		// again while a leader change leaves the outcome open).
 		testutil.Eventually(t, 20*time.Second, "upload with the admin token", func() bool {
 			if !hasNarInfo(n2, path) {
-				code, body := httpDo(t, http.MethodPut, n2.apiURL("/api/v1/nars?"+q.Encode()), admin, bytes.NewReader(nar))
+				code, body := httpDo(t, http.MethodPut, apiURL(n2, "/api/v1/nars?"+q.Encode()), admin, bytes.NewReader(nar))
 				t.Logf("upload with the admin token: %d %s", code, body)
 			}
 			return hasNarInfo(n2, path)
@@ -224,7 +227,7 @@ func TestMesh_Security(t *testing.T) {
 			if b, err := n2.raft.State().GetBuild(id); err == nil && b.State == consensus.StateCanceled {
 				return true
 			}
-			code, body := httpDo(t, http.MethodPost, n2.apiURL("/api/v1/cancel"), admin, strings.NewReader(`{"ids":["`+id+`"]}`))
+			code, body := httpDo(t, http.MethodPost, apiURL(n2, "/api/v1/cancel"), admin, strings.NewReader(`{"ids":["`+id+`"]}`))
 			t.Logf("cancel with the admin token: %d %s", code, body)
 			return false
 		})
@@ -237,12 +240,15 @@ func TestMesh_Security(t *testing.T) {
 	})
 
 	t.Run("foreign certificate on the cluster port", func(t *testing.T) {
-		other, err := newCA("other-mesh")
+		other, err := cluster.NewCA("other-mesh")
 		if err != nil {
 			t.Fatal(err)
 		}
-		cert, key := testIdentity(t, other, "n3")
-		_, foreign, err := tlsConfigs(other, cert, key)
+		cert, key, err := other.NewIdentity("n3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, foreign, err := cluster.TLSConfigs(other, cert, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,11 +256,11 @@ func TestMesh_Security(t *testing.T) {
 		// the client certificate stands in the way.
 		reckless := foreign.Clone()
 		reckless.VerifyPeerCertificate = nil
-		index := func(d *clusterDialer) error {
+		index := func(d *cluster.Dialer) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n1.clusterAdvertise()+"/rpc/index", nil)
-			c := d.rpcClient()
+			c := d.RPCClient()
 			defer c.CloseIdleConnections()
 			resp, err := c.Do(req)
 			if err != nil {
@@ -266,18 +272,18 @@ func TestMesh_Security(t *testing.T) {
 			}
 			return nil
 		}
-		if err := index(n2.dialer); err != nil {
+		if err := index(n2.creds.Dialer); err != nil {
 			t.Fatalf("a member cannot call the cluster port: %v", err)
 		}
 		for name, conf := range map[string]*tls.Config{"other CA": foreign, "trusting intruder": reckless} {
-			if err := index(&clusterDialer{conf: conf}); err == nil {
+			if err := index(cluster.NewDialer(conf)); err == nil {
 				t.Errorf("%s: RPC over the cluster port succeeded", name)
 			}
 		}
 		// Raft: the connection is refused before any raft message is read.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, err := (&clusterDialer{conf: reckless}).dial(ctx, n1.clusterAdvertise(), muxRaft)
+		c, err := cluster.NewDialer(reckless).DialRaft(ctx, n1.clusterAdvertise())
 		if err == nil {
 			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			_, err = c.Read(make([]byte, 1))
@@ -318,7 +324,7 @@ func TestMesh_Security(t *testing.T) {
 			t.Errorf("intruder sees %d members", g.NumMembers())
 		}
 		// A member with the key is let in, so the address was right.
-		if _, err := join("probe", n1.secrets.GossipKey); err != nil {
+		if _, err := join("probe", n1.creds.Secrets.GossipKey); err != nil {
 			t.Fatalf("gossip join with the mesh key: %v", err)
 		}
 		testutil.Eventually(t, 10*time.Second, "probe member seen", func() bool {

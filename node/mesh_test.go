@@ -10,6 +10,7 @@ import (
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // fakeDrv is a well-formed .drv path for state-only tests.
@@ -43,11 +44,11 @@ func TestMesh_JoinWriteFailover(t *testing.T) {
 
 	t.Run("three voters", func(t *testing.T) {
 		testutil.Eventually(t, 20*time.Second, "3 voters", func() bool {
-			st := m.node("n1").status()
+			st := m.node("n1").api.Status()
 			return len(st.Voters) == 3
 		})
-		code, body := httpDo(t, http.MethodGet, m.node("n3").apiURL("/api/v1/nodes"), "", nil)
-		var nodes []nodeJSON
+		code, body := httpDo(t, http.MethodGet, apiURL(m.node("n3"), "/api/v1/nodes"), "", nil)
+		var nodes []httpapi.NodeJSON
 		if code != 200 || json.Unmarshal(body, &nodes) != nil || len(nodes) != 3 {
 			t.Fatalf("nodes = %d %s", code, body)
 		}

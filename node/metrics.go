@@ -69,13 +69,9 @@ func (m *metrics) registerState(n *Node) {
 		return 0
 	})
 	gauge("drvmesh_raft_commit_index", "Raft commit index.", func() float64 { _, c, _ := n.raft.Stats(); return float64(c) })
-	gauge("drvmesh_builds_queued", "Builds waiting for a node.", func() float64 { return float64(n.status().Queued) })
-	gauge("drvmesh_builds_running", "Builds scheduled or building anywhere.", func() float64 { return float64(n.status().Running) })
-	gauge("drvmesh_jobs_running", "Builds running on this node.", func() float64 {
-		n.jobsMu.Lock()
-		defer n.jobsMu.Unlock()
-		return float64(len(n.jobs))
-	})
+	gauge("drvmesh_builds_queued", "Builds waiting for a node.", func() float64 { return float64(n.api.Status().Queued) })
+	gauge("drvmesh_builds_running", "Builds scheduled or building anywhere.", func() float64 { return float64(n.api.Status().Running) })
+	gauge("drvmesh_jobs_running", "Builds running on this node.", func() float64 { return float64(n.agent.Running()) })
 	gauge("drvmesh_gossip_members", "Members gossip knows.", func() float64 { return float64(n.gossip.NumMembers()) })
 }
 

@@ -2,45 +2,45 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/drvmesh/drvmesh/builder"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/narcache"
-	"github.com/drvmesh/drvmesh/store"
+	"github.com/drvmesh/drvmesh/node/agent"
+	"github.com/drvmesh/drvmesh/node/cluster"
+	"github.com/drvmesh/drvmesh/node/httpapi"
+	"github.com/drvmesh/drvmesh/node/leader"
 )
 
 // Node is one member of a drvmesh mesh.
 type Node struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
 
-	secrets   meshSecrets
-	ca        *CA
-	signer    store.SecretKey
-	guix      *store.GuixSecretKey
-	serverTLS *tls.Config
-	clientTLS *tls.Config
-	dialer    *clusterDialer
-	rpc       *http.Client
+	// Bootstrapped is set when Start made a new mesh; AdminToken and
+	// JoinCommand are then what to tell the operator.
+	Bootstrapped bool
+	AdminToken   string
 
-	httpLn    net.Listener
+	// The cluster room: identity, the cluster port, forwarding, peers.
+	creds     *cluster.Creds
 	clusterLn net.Listener
-	mux       *muxListener
-	httpSrv   *http.Server
+	mux       *cluster.Mux
 	rpcSrv    *http.Server
+	rpcRooms  lateHandler // the rooms' RPC routes, once they exist
+	fwd       *cluster.Forwarder
+	peers     *cluster.Peers
 
+	// The parts the rooms share: the replicated state, gossip, the nar
+	// store with its peer-to-peer side and binary cache, the builder.
 	raft    *consensus.Raft
 	gossip  *gossip.Gossip
 	disk    *narcache.Disk
@@ -48,39 +48,27 @@ type Node struct {
 	cache   *narcache.Handler
 	builder builder.Builder
 
-	// Bootstrapped is set when Start made a new mesh; AdminToken and
-	// JoinCommand are then what to tell the operator.
-	Bootstrapped bool
-	AdminToken   string
+	// The adapters node fills the rooms' interfaces with.
+	files    *narFiles
+	presence *presence
 
-	filesMu sync.Mutex
-	files   map[string]string // nar file key → store path hash part
-
-	savedPeers string // the peers file's content, to write it only on change
-
-	jobsMu sync.Mutex
-	jobs   map[string]*job // running builds by id
-	// reported holds builds whose result this node reported, by id, with
-	// the attempt it ran, until the state here shows that attempt (see
-	// pickUp).
-	reported map[string]int
-	// metaKick asks metaLoop to gossip the meta now (see pushMeta).
-	metaKick chan struct{}
-
-	// hookRan holds the events whose hook ran here but whose
-	// acknowledgement did not commit: leading again, this node
-	// acknowledges them without running the hook a second time.
-	hookRan map[uint64]bool
-	// leaderStopped is closed when the leader loop has returned.
+	// The rooms: the public API, the building agent and the keeper of
+	// copies, the leader's duties (leaderStopped is closed when their
+	// loop has returned).
+	httpLn        net.Listener
+	httpSrv       *http.Server
+	api           *httpapi.API
+	agent         *agent.Agent
+	keep          *agent.Keeper
+	leader        *leader.Leader
 	leaderStopped chan struct{}
-	// sched is the scheduler state of the current term while leading.
-	sched atomic.Pointer[leaderPlanner]
 
-	stopOnce sync.Once
+	// run is the node's run context: every goroutine the node starts
+	// derives from it, and cancel ends it when the node stops.
+	run      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	metrics  *metrics
-	started  time.Time
+	stopOnce sync.Once
 }
 
 // New checks the configuration. It starts nothing.
@@ -88,7 +76,10 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), jobs: map[string]*job{}, reported: map[string]int{}, metaKick: make(chan struct{}, 1), hookRan: map[uint64]bool{}, files: map[string]string{}, metrics: newMetrics()}, nil
+	n := &Node{cfg: cfg, log: cfg.Logger.With(keyNode, cfg.Name), metrics: newMetrics()}
+	n.files = &narFiles{n: n, keys: map[string]string{}}
+	n.presence = &presence{n: n, kick: make(chan struct{}, 1)}
+	return n, nil
 }
 
 // Name is the node's name.
@@ -101,19 +92,18 @@ func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
 func (n *Node) URL() string { return "http://" + n.cfg.advertised(n.httpLn.Addr().String()) }
 
 // JoinToken is the mesh's join token, as this node knows it.
-func (n *Node) JoinToken() string { return n.secrets.JoinToken }
+func (n *Node) JoinToken() string { return n.creds.Secrets.JoinToken }
 
 // PublicKey is the Nix public key line of the mesh.
-func (n *Node) PublicKey() string { return n.signer.Public().String() }
+func (n *Node) PublicKey() string { return n.creds.Signer.Public().String() }
 
 // Start brings the node up: bootstrap, join or resume, then every service.
 // It returns once the node serves HTTP; the mesh may still be electing.
 func (n *Node) Start(ctx context.Context) error {
-	n.started = time.Now()
 	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	resumed, err := hasState(n.cfg.DataDir)
+	resumed, err := cluster.HasState(n.cfg.DataDir)
 	if err != nil {
 		return err
 	}
@@ -133,7 +123,14 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	case len(n.cfg.Join) > 0:
-		if err := n.joinMesh(ctx); err != nil {
+		err := cluster.Join(ctx, cluster.JoinConfig{
+			DataDir: n.cfg.DataDir, Name: n.cfg.Name, Addrs: n.cfg.Join, Token: n.cfg.JoinToken,
+			HTTP: n.httpAdvertise(), Cluster: n.clusterAdvertise(), Gossip: n.gossipAdvertise(), Log: n.log,
+		})
+		if err != nil {
+			return err
+		}
+		if err := n.loadState(); err != nil {
 			return err
 		}
 	default:
@@ -191,109 +188,28 @@ func (n *Node) gossipAdvertise() string {
 // bootstrapMesh creates a new mesh: its secrets, this node's identity and
 // the tokens, written to the data dir.
 func (n *Node) bootstrapMesh() error {
-	meshID := randomID()
-	ca, err := newCA(meshID)
+	tok, err := cluster.Bootstrap(cluster.BootstrapConfig{DataDir: n.cfg.DataDir, Name: n.cfg.Name, GuixKey: n.cfg.GuixKey})
 	if err != nil {
 		return err
 	}
-	sk, err := store.GenerateKey("drvmesh-" + meshID)
-	if err != nil {
-		return err
-	}
-	gk := make([]byte, 32)
-	if _, err := randRead(gk); err != nil {
-		return err
-	}
-	sec := meshSecrets{
-		MeshID: meshID, CACert: string(ca.CertPEM), CAKey: string(ca.KeyPEM()),
-		GossipKey: gk, SigningKey: sk.String(), JoinToken: randomToken("dmj1.", 24),
-	}
-	if n.cfg.GuixKey {
-		gk, err := store.GenerateGuixKey()
-		if err != nil {
-			return err
-		}
-		sec.GuixKey = string(gk.SecretKeyText())
-	}
-	key, err := newNodeKey()
-	if err != nil {
-		return err
-	}
-	cert, err := ca.Issue(n.cfg.Name, &key.PublicKey)
-	if err != nil {
-		return err
-	}
-	n.AdminToken = randomToken("dma1.", 24)
-	n.Bootstrapped = true
-	for _, f := range []struct {
-		rel  string
-		data []byte
-	}{
-		{fileNodeKey, keyPEM(key)},
-		{fileNodeCert, cert},
-		{fileJoinToken, []byte(sec.JoinToken + "\n")},
-		{fileAdminToken, []byte(n.AdminToken + "\n")},
-	} {
-		if err := writeSecretFile(n.cfg.DataDir, f.rel, f.data); err != nil {
-			return fmt.Errorf("write %s: %w", f.rel, err)
-		}
-	}
-	if err := writeJSONFile(n.cfg.DataDir, fileSecrets, sec); err != nil {
-		return err
-	}
-	// The identity is written last: a crash before it leaves no half node.
-	if err := writeJSONFile(n.cfg.DataDir, fileIdentity, identity{Name: n.cfg.Name}); err != nil {
-		return err
-	}
+	n.AdminToken, n.Bootstrapped = tok, true
 	return n.loadState()
 }
 
 // loadState reads the mesh secrets and node identity from the data dir.
 func (n *Node) loadState() error {
 	dir := n.cfg.DataDir
-	var id identity
-	if err := readJSONFile(dir, fileIdentity, &id); err != nil {
-		return err
-	}
-	if id.Name != n.cfg.Name && n.cfg.Name != DefaultConfig().Name {
-		return fmt.Errorf("%w: %s belongs to node %q, not %q; use --name %s or another --data-dir", ErrConfig, dir, id.Name, n.cfg.Name, id.Name)
-	}
-	n.cfg.Name = id.Name
-	n.log = n.cfg.Logger.With(keyNode, id.Name)
-	if err := readJSONFile(dir, fileSecrets, &n.secrets); err != nil {
-		return err
-	}
-	ca, err := parseCA([]byte(n.secrets.CACert), []byte(n.secrets.CAKey))
+	name, err := cluster.NodeName(dir)
 	if err != nil {
 		return err
 	}
-	n.ca = ca
-	n.signer, err = store.ParseSecretKey(n.secrets.SigningKey)
-	if err != nil {
-		return fmt.Errorf("%w: signing key: %v", ErrBadSecrets, err)
+	if name != n.cfg.Name && n.cfg.Name != DefaultConfig().Name {
+		return fmt.Errorf("%w: %s belongs to node %q, not %q; use --name %s or another --data-dir", ErrConfig, dir, name, n.cfg.Name, name)
 	}
-	if n.secrets.GuixKey != "" {
-		gk, err := store.ParseGuixSecretKey([]byte(n.secrets.GuixKey))
-		if err != nil {
-			return fmt.Errorf("%w: guix key: %v", ErrBadSecrets, err)
-		}
-		n.guix = &gk
-	}
-	certPEM, err := os.ReadFile(filepath.Join(dir, fileNodeCert))
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSecrets, err)
-	}
-	keyBytes, err := os.ReadFile(filepath.Join(dir, fileNodeKey))
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSecrets, err)
-	}
-	n.serverTLS, n.clientTLS, err = tlsConfigs(ca, certPEM, keyBytes)
-	if err != nil {
-		return err
-	}
-	n.dialer = &clusterDialer{conf: n.clientTLS}
-	n.rpc = n.dialer.rpcClient()
-	return nil
+	n.cfg.Name = name
+	n.log = n.cfg.Logger.With(keyNode, name)
+	n.creds, err = cluster.Load(dir)
+	return err
 }
 
 // Close stops the node gracefully: hands back its builds, transfers
@@ -314,4 +230,8 @@ func (n *Node) Kill() {
 	})
 }
 
-var errStopped = errors.New("node stopped")
+// apply replicates cmd through the leader and returns once this node's
+// state includes it (see cluster.Forwarder).
+func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	return n.fwd.ApplyAndCatchUp(ctx, cmd)
+}

@@ -19,7 +19,7 @@ func referenceState(n *Node, now time.Time) (*scheduler.SliceState, scheduler.Co
 			cfg.Strategy = s
 		}
 	}
-	nodes, busy := n.schedNodes(st)
+	nodes, busy := schedNodes(n, st)
 	drvs := map[string]*consensus.Drv{}
 	drvOf := func(p string) *consensus.Drv {
 		if d, ok := drvs[p]; ok {
@@ -79,7 +79,7 @@ func referenceState(n *Node, now time.Time) (*scheduler.SliceState, scheduler.Co
 // schedNodes lists the alive, admitted, building nodes with their free
 // slots: max jobs less the builds the state already gives them. busy holds
 // the ids of the builds scheduled or running anywhere.
-func (n *Node) schedNodes(st *consensus.FSM) ([]*scheduler.Node, map[string]bool) {
+func schedNodes(n *Node, st *consensus.FSM) ([]*scheduler.Node, map[string]bool) {
 	recs, err := st.Nodes()
 	if err != nil {
 		return nil, nil
@@ -115,37 +115,12 @@ func (n *Node) schedNodes(st *consensus.FSM) ([]*scheduler.Node, map[string]bool
 // and placement of every ready build, not only the first few). ok is
 // false when this node does not lead or the state moved during the read;
 // the caller asks again.
-func (n *Node) planCheck(extra int) (got, want scheduler.Plan, ok bool) {
-	lp := n.sched.Load()
+func planCheck(n *Node, extra int) (got, want scheduler.Plan, ok bool) {
+	lp := n.leader.Planner()
 	if lp == nil {
 		return got, want, false
 	}
-	lp.mu.Lock()
-	defer lp.mu.Unlock()
-	st := n.raft.State()
-	idx := st.AppliedIndex()
-	lp.sync()
-	if lp.p == nil {
-		return got, want, false
-	}
-	now := time.Now()
-	ref, cfg := referenceState(n, now)
-	if st.AppliedIndex() != idx {
-		return got, want, false
-	}
-	if len(ref.NodeList) != len(lp.told) {
-		return got, want, false // gossip moved
-	}
-	for _, nd := range ref.NodeList {
-		nd.FreeSlots += extra
-	}
-	for name, t := range lp.told {
-		_ = lp.p.SetCapacity(name, t.FreeSlots+extra, t.Load)
-	}
-	got = lp.p.Plan(now)
-	for name, t := range lp.told {
-		_ = lp.p.SetCapacity(name, t.FreeSlots, t.Load)
-	}
-	want = scheduler.Schedule(ref, cfg, now)
-	return got, want, true
+	return lp.Compare(extra, func(now time.Time) (*scheduler.SliceState, scheduler.Config) {
+		return referenceState(n, now)
+	})
 }

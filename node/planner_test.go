@@ -75,7 +75,7 @@ func (m *testMesh) leading() *Node {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, n := range m.nodes {
-		if n.raft.IsLeader() && n.sched.Load() != nil {
+		if n.raft.IsLeader() && n.leader.Planner() != nil {
 			return n
 		}
 	}
@@ -95,7 +95,7 @@ func checkPlans(t *testing.T, m *testMesh, minWant int) scheduler.Plan {
 			return false
 		}
 		var ok bool
-		got, want, ok = l.planCheck(8)
+		got, want, ok = planCheck(l, 8)
 		if ok && !slices.Equal(got.Assignments, want.Assignments) {
 			mismatches++
 			if mismatches <= 3 {
@@ -124,7 +124,7 @@ func buildOn(t testing.TB, n *Node, id string) *consensus.Build {
 func TestNode_PlannerMatchesSchedule(t *testing.T) {
 	m := schedMesh(t, 1, nil)
 	lead := m.node("lead")
-	testutil.Eventually(t, 30*time.Second, "3 voters", func() bool { return len(lead.status().Voters) == 3 })
+	testutil.Eventually(t, 30*time.Second, "3 voters", func() bool { return len(lead.api.Status().Voters) == 3 })
 	// X (20) is built already: its output is on b2. Y (21) is unknown.
 	putOutput(t, lead, 20, "b2", 50_000)
 	putDrvs(t, lead, "lead", 1, 2, 3, 4, 5, 6, 7, 9, 20)
@@ -151,10 +151,8 @@ func TestNode_PlannerMatchesSchedule(t *testing.T) {
 			bs, _ := lead.raft.State().ListBuilds(consensus.BuildFilter{State: consensus.StateQueued})
 			return len(bs) == len(ids)-2
 		})
-		if lp := lead.sched.Load(); lp != nil {
-			lp.mu.Lock()
-			wake := lp.nextWake(time.Now())
-			lp.mu.Unlock()
+		if lp := lead.leader.Planner(); lp != nil {
+			wake := lp.NextWake()
 			if !wake.Equal(far) {
 				t.Fatalf("planner wakes at %v, want the deferred build's %v", wake, far)
 			}
@@ -215,7 +213,7 @@ func TestNode_PlannerMatchesSchedule(t *testing.T) {
 			return l != nil && l != old
 		})
 		testutil.Eventually(t, 10*time.Second, "the old leader drops its planner", func() bool {
-			return old.sched.Load() == nil
+			return old.leader.Planner() == nil
 		})
 		nl := m.leading()
 		more := []consensus.Build{graphBuild(10, 4), graphBuild(11, 0)}
@@ -238,7 +236,7 @@ func BenchmarkNode_LeaderRound(b *testing.B) {
 	m := newTestMesh(b)
 	solo := m.bootstrap("solo", func(c *Config) { c.Builder, c.builder, c.MaxJobs = "nix", &holdBuilder{}, 1 })
 	testutil.Eventually(b, 20*time.Second, "the node gossips its slot", func() bool {
-		nodes, _ := solo.schedNodes(solo.raft.State())
+		nodes, _ := schedNodes(solo, solo.raft.State())
 		return len(nodes) == 1
 	})
 	var last []string
@@ -255,25 +253,17 @@ func BenchmarkNode_LeaderRound(b *testing.B) {
 		}
 		last = mustApply(b, solo, &consensus.SubmitBuilds{Builds: builds, Drvs: drvs})
 	}
-	lp := solo.sched.Load()
-	has := func(id string) bool {
-		lp.mu.Lock()
-		defer lp.mu.Unlock()
-		return lp.p != nil && lp.p.Has(id)
-	}
+	lp := solo.leader.Planner()
+	has := lp.Has
 	// The last build depends on queued builds: it stays queued.
 	testutil.Eventually(b, 60*time.Second, "the planner holds the queue", func() bool { return has(last[len(last)-1]) })
-	lp.mu.Lock()
-	stats := lp.p.Stats()
-	lp.mu.Unlock()
+	stats := lp.Stats()
 	start := time.Now()
 	ref, cfg := referenceState(solo, start)
 	scheduler.Schedule(ref, cfg, start)
 	full := time.Since(start)
 
-	lp.mu.Lock()
-	rounds0, busy0 := lp.rounds, lp.busy
-	lp.mu.Unlock()
+	rounds0, busy0 := lp.Rounds()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		j := queued + i
@@ -284,14 +274,9 @@ func BenchmarkNode_LeaderRound(b *testing.B) {
 		testutil.Eventually(b, 10*time.Second, "the planner holds the new build", func() bool { return has(ids[0]) })
 	}
 	b.StopTimer()
-	lp.mu.Lock()
-	rounds, busy := lp.rounds-rounds0, lp.busy-busy0
-	lp.mu.Unlock()
-	lp.mu.Lock()
-	start = time.Now()
-	lp.rebuild()
-	rebuild := time.Since(start)
-	lp.mu.Unlock()
+	rounds, busy := lp.Rounds()
+	rounds, busy = rounds-rounds0, busy-busy0
+	rebuild := lp.Reread()
 	if rounds > 0 {
 		b.ReportMetric(float64(busy.Microseconds())/1000/float64(rounds), "round-ms")
 	}

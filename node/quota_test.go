@@ -77,7 +77,7 @@ func TestNode_EnforceQuota(t *testing.T) {
 	t.Run("copy held elsewhere evicted", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := q.askReplicate(ctx, "n1", shared.hashPart); err != nil {
+		if err := q.keep.AskReplicate(ctx, "n1", shared.hashPart); err != nil {
 			t.Fatalf("replicate to n1: %v", err)
 		}
 		testutil.Eventually(t, 10*time.Second, "q evicts the nar n1 holds too", func() bool {

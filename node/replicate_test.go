@@ -63,7 +63,7 @@ func makeSource(t *testing.T, name, content string) srcNar {
 func putNar(t *testing.T, n *Node, token, path string, narHash store.Hash, size int, body []byte) (int, []byte) {
 	t.Helper()
 	q := url.Values{"path": {path}, "nar_hash": {narHash.String()}, "nar_size": {strconv.Itoa(size)}}
-	return httpDo(t, http.MethodPut, n.apiURL("/api/v1/nars?"+q.Encode()), token, bytes.NewReader(body))
+	return httpDo(t, http.MethodPut, apiURL(n, "/api/v1/nars?"+q.Encode()), token, bytes.NewReader(body))
 }
 
 // uploadSrc puts a source nar into the mesh through n.
@@ -124,7 +124,7 @@ func narDirEntries(t *testing.T, n *Node) []string {
 // badPeerCount scrapes n's bad-peer counter from /metrics.
 func badPeerCount(t *testing.T, n *Node) float64 {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, n.apiURL("/metrics"), "", nil)
+	code, body := httpDo(t, http.MethodGet, apiURL(n, "/metrics"), "", nil)
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}
@@ -153,13 +153,24 @@ func aliveMembers(n *Node) int {
 	return c
 }
 
+// aliveHolders counts a nar's holders that n's gossip sees alive.
+func aliveHolders(n *Node, ni *consensus.NarInfo) int {
+	c := 0
+	for _, h := range ni.Holders {
+		if mb, ok := n.gossip.Member(h); ok && mb.Status == gossip.StatusAlive {
+			c++
+		}
+	}
+	return c
+}
+
 // waitSettled waits until every named node is a voter, sees the others
 // alive and has the mesh settings, so that writes do not race the
 // membership changes of a young mesh.
 func waitSettled(t *testing.T, m *testMesh, names []string) {
 	t.Helper()
 	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("%d voters", len(names)), func() bool {
-		return len(m.waitLeader().status().Voters) == len(names)
+		return len(m.waitLeader().api.Status().Voters) == len(names)
 	})
 	for _, nm := range names {
 		nd := m.node(nm)
@@ -318,11 +329,11 @@ func TestNode_Replicate(t *testing.T) {
 		entriesBefore := narDirEntries(t, fetcher)
 
 		// As Nix does: the narinfo first, then the nar it names.
-		code, body := httpDo(t, http.MethodGet, fetcher.apiURL("/"+s.hashPart+".narinfo"), "", nil)
+		code, body := httpDo(t, http.MethodGet, apiURL(fetcher, "/"+s.hashPart+".narinfo"), "", nil)
 		if code != http.StatusOK || !bytes.Contains(body, []byte("URL: nar/"+key+".nar.zst")) {
 			t.Fatalf("narinfo = %d %s", code, body)
 		}
-		resp, err := http.Get(fetcher.apiURL("/nar/" + key + ".nar.zst"))
+		resp, err := http.Get(apiURL(fetcher, "/nar/"+key+".nar.zst"))
 		if err == nil {
 			got, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -366,7 +377,7 @@ func TestNode_Replicate(t *testing.T) {
 			mb, known := leader.gossip.Member(victim)
 			return ni != nil && known && mb.Status != gossip.StatusAlive &&
 				slices.Contains(ni.Holders, spare.Name()) && narOnDisk(spare, key) &&
-				leader.aliveHolders(ni) == 2
+				aliveHolders(leader, ni) == 2
 		})
 		if !narOnDisk(leader, key) {
 			t.Errorf("the leader lost its copy")

@@ -1,45 +1,31 @@
 package node
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
+	"sync/atomic"
 )
 
 // rpcHandler serves node-to-node calls on the cluster port. Every caller
 // has already proved, by its certificate, that it is an admitted node.
-func (n *Node) rpcHandler() http.Handler {
+// Forwarded writes and index queries are served as soon as raft runs;
+// the rooms' routes join once startRooms made them (rooms), and answer
+// 503 until then.
+func (n *Node) rpcHandler(rooms *lateHandler) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /rpc/apply", n.handleRPCApply)
-	mux.HandleFunc("GET /rpc/index", n.handleRPCIndex)
-	mux.HandleFunc("POST /rpc/replicate", n.handleRPCReplicate)
+	n.fwd.Routes(mux)
+	mux.Handle("/rpc/", rooms)
 	return mux
 }
 
-type indexJSON struct {
-	Commit  uint64 `json:"commit"`
-	Applied uint64 `json:"applied"`
+// lateHandler serves with a handler set after it started serving.
+type lateHandler struct {
+	h atomic.Pointer[http.ServeMux]
 }
 
-func (n *Node) handleRPCIndex(w http.ResponseWriter, r *http.Request) {
-	_, commit, applied := n.raft.Stats()
-	writeJSON(w, http.StatusOK, indexJSON{Commit: commit, Applied: applied})
-}
-
-// handleRPCReplicate makes this node keep a copy of a nar another holds.
-func (n *Node) handleRPCReplicate(w http.ResponseWriter, r *http.Request) {
-	var req replicateRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
-		apiError(w, http.StatusBadRequest, "bad replicate request: %v", err)
+func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := l.h.Load(); h != nil {
+		h.ServeHTTP(w, r)
 		return
 	}
-	if err := n.waitApplied(r.Context(), req.Index); err != nil {
-		apiError(w, http.StatusServiceUnavailable, "replicate %s: %v", req.HashPart, err)
-		return
-	}
-	if err := n.replicateLocal(r.Context(), req.HashPart); err != nil {
-		apiError(w, statusOf(err), "replicate %s: %v", req.HashPart, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"ok": req.HashPart})
+	http.Error(w, "the node is starting", http.StatusServiceUnavailable)
 }

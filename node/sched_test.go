@@ -52,7 +52,7 @@ func schedMeshTimed(t testing.TB, maxJobs int, systems2 []string, fast bool) *te
 		}
 	})
 	testutil.Eventually(t, 20*time.Second, "builders gossiped to the leader", func() bool {
-		nodes, _ := m.node("lead").schedNodes(m.node("lead").raft.State())
+		nodes, _ := schedNodes(m.node("lead"), m.node("lead").raft.State())
 		return len(nodes) == 2
 	})
 	return m

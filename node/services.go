@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,23 +14,56 @@ import (
 	"github.com/drvmesh/drvmesh/builder"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
+	"github.com/drvmesh/drvmesh/node/agent"
+	"github.com/drvmesh/drvmesh/node/cluster"
+	"github.com/drvmesh/drvmesh/node/httpapi"
+	"github.com/drvmesh/drvmesh/node/leader"
 )
 
-func randRead(b []byte) (int, error) { return rand.Read(b) }
-
-// startServices starts everything after the identity is settled.
+// startServices starts everything after the identity is settled, in
+// named steps; then, on a new mesh, records its settings; then the loops.
+// Every goroutine derives from the run context made here.
 func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
-	rctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.run, n.cancel = rctx, cancel
+	steps := []struct {
+		name  string
+		start func(context.Context) error
+	}{
+		{"cluster port", n.startCluster},
+		{"raft", func(ctx context.Context) error { return n.startRaft(ctx, bootstrap) }},
+		{"nar cache", n.startCache},
+		{"gossip", n.startGossip},
+		{"builder", n.startBuilder},
+		{"rooms", n.startRooms},
+		{"HTTP", n.startHTTP},
+	}
+	for _, s := range steps {
+		if err := s.start(ctx); err != nil {
+			return fmt.Errorf("start %s: %w", s.name, err)
+		}
+	}
+	if bootstrap {
+		if err := n.initMesh(ctx); err != nil {
+			return err
+		}
+	}
+	n.startLoops(rctx)
+	n.log.Info("node started", "http", n.httpAdvertise(), "cluster", n.clusterAdvertise(), "gossip", n.gossipAdvertise(), "p2p", n.presence.p2pAddr(), "builder", n.cfg.Builder)
+	return nil
+}
 
-	// Cluster port: raft and RPC over mutual TLS.
-	n.mux = newMux(n.clusterLn, n.serverTLS, n.log)
+// startCluster serves the cluster port: raft and RPC over mutual TLS.
+func (n *Node) startCluster(context.Context) error {
+	n.mux = cluster.NewMux(n.clusterLn, n.creds.ServerTLS, n.log)
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.mux.serve() }()
-	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.subs[muxRPC]) }()
+	go func() { defer n.wg.Done(); n.mux.Serve() }()
+	return nil
+}
 
+// startRaft opens the replicated state and raft over the cluster port,
+// and the forwarder every write goes through, served over RPC at once.
+func (n *Node) startRaft(ctx context.Context, bootstrap bool) error {
 	advertise, err := net.ResolveTCPAddr("tcp", n.clusterAdvertise())
 	if err != nil {
 		return fmt.Errorf("%w: advertise address %s: %v", ErrConfig, n.clusterAdvertise(), err)
@@ -40,10 +72,11 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 		NodeID:    n.cfg.Name,
 		DataDir:   filepath.Join(n.cfg.DataDir, dirRaft),
 		Advertise: n.clusterAdvertise(),
-		Layer:     &raftLayer{sub: n.mux.subs[muxRaft], advertise: advertise, dialer: n.dialer},
+		Layer:     n.mux.RaftLayer(advertise, n.creds.Dialer),
 		Bootstrap: bootstrap,
 		Scale:     n.cfg.Scale,
-		Logger:    n.log.With("component", "raft"),
+		// consensus names the node and the component itself.
+		Logger: n.cfg.Logger,
 
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		TrailingLogs:      n.cfg.TrailingLogs,
@@ -66,13 +99,16 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	if err := n.raft.Start(ctx); err != nil {
 		return err
 	}
+	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC)
+	n.rpcSrv = &http.Server{Handler: n.rpcHandler(&n.rpcRooms), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
+	return nil
+}
 
-	// Nar store, peer to peer, binary cache.
-	if err := n.startCache(); err != nil {
-		return err
-	}
-
-	// Gossip.
+// startGossip joins nothing yet (see joinGossip): it starts memberlist
+// with this node's meta, and the peers file it keeps.
+func (n *Node) startGossip(ctx context.Context) error {
 	host, portStr, err := net.SplitHostPort(n.cfg.GossipListen)
 	if err != nil {
 		return fmt.Errorf("%w: gossip address %q: %v", ErrConfig, n.cfg.GossipListen, err)
@@ -87,21 +123,23 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	if port != 0 {
 		gcfg.AdvertiseAddr, gcfg.AdvertisePort = n.cfg.Advertise, port
 	} // else memberlist advertises the bound address and the port it picked
-	gcfg.SecretKey = n.secrets.GossipKey
+	gcfg.SecretKey = n.creds.Secrets.GossipKey
 	gcfg.Scale = n.cfg.Scale
-	gcfg.Logger = n.log.With("component", "gossip")
+	gcfg.Logger = n.cfg.Logger // gossip names the node and the component itself
 	n.gossip, err = gossip.New(gcfg)
 	if err != nil {
 		return err
 	}
-	if err := n.gossip.SetMeta(n.meta()); err != nil {
+	n.peers = cluster.NewPeers(n.cfg.DataDir, n.cfg.Name, n.gossip, n.gossipAdvertise, n.raft.State)
+	if err := n.gossip.SetMeta(n.presence.meta()); err != nil {
 		return err
 	}
-	if err := n.gossip.Start(ctx); err != nil {
-		return err
-	}
+	return n.gossip.Start(ctx)
+}
 
-	// Builder.
+// startBuilder opens the backend --builder names.
+func (n *Node) startBuilder(context.Context) error {
+	var err error
 	switch {
 	case n.cfg.builder != nil:
 		n.builder = n.cfg.builder
@@ -116,46 +154,80 @@ func (n *Node) startServices(ctx context.Context, bootstrap bool) error {
 	default:
 		n.builder = builder.NewNone()
 	}
-	if err != nil {
-		return err
-	}
+	return err
+}
 
-	// Public HTTP.
-	n.httpSrv = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+// startRooms makes the agent, the HTTP API and the leader's duties, each
+// given what it consumes, and adds the rooms' node-to-node routes.
+func (n *Node) startRooms(context.Context) error {
+	acfg := agent.Config{
+		Name: n.cfg.Name, Builder: n.cfg.Builder, StoreDir: n.cfg.StoreDir, DataDir: n.cfg.DataDir,
+		MaxJobs: n.cfg.MaxJobs, MinCopies: n.cfg.MinCopies, QuotaBytes: n.cfg.QuotaBytes,
+		URL: n.URL, Signer: n.creds.Signer, RPC: n.creds.RPC, PushMeta: n.presence.push,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Files: n.files, Build: n.builder, Disk: n.disk, P2P: n.p2p,
+		BuildSeconds: n.metrics.buildSeconds, BuildPhase: n.metrics.buildPhase, Log: n.log,
+	}
+	n.keep = agent.NewKeeper(n.run, acfg)
+	n.agent = agent.New(acfg, n.keep)
+	n.api = httpapi.New(httpapi.Config{
+		Name: n.cfg.Name, StoreDir: n.cfg.StoreDir, PublicKey: n.PublicKey(), Guix: n.creds.Guix,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Copies: n.keep, Jobs: n.agent, Files: n.files, Disk: n.disk,
+		NoLeader: ErrNoLeader, TokenHash: cluster.TokenHash,
+		Join:  cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log),
+		Cache: n.cache, Metrics: n.metrics.handler(),
+	})
+	n.leader = leader.New(leader.Config{
+		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,
+		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL,
+		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.keep, Submit: n.api,
+		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
+	})
+	rooms := http.NewServeMux()
+	n.keep.Routes(rooms)
+	n.rpcRooms.h.Store(rooms)
+	return nil
+}
+
+// startHTTP serves the public HTTP API.
+func (n *Node) startHTTP(context.Context) error {
+	n.httpSrv = &http.Server{Handler: n.metrics.instrument(n.api.Handler()), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.httpLn) }()
+	return nil
+}
 
-	if bootstrap {
-		if err := n.initMesh(ctx); err != nil {
-			return err
-		}
-	}
+// startLoops starts the node's loops under the run context: joining
+// gossip, the leader's duties, the agent and the meta loop.
+func (n *Node) startLoops(rctx context.Context) {
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.joinGossip(rctx) }()
+	go func() { defer n.wg.Done(); n.presence.joinGossip(rctx) }()
 	n.leaderStopped = make(chan struct{})
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); defer close(n.leaderStopped); n.leaderLoop(rctx) }()
-	for _, loop := range []func(context.Context){n.workerLoop, n.metaLoop} {
-		n.wg.Add(1)
-		go func() { defer n.wg.Done(); loop(rctx) }()
-	}
-	n.log.Info("node started", "http", n.httpAdvertise(), "cluster", n.clusterAdvertise(), "gossip", n.gossipAdvertise(), "p2p", n.p2pAddr(), "builder", n.cfg.Builder)
-	return nil
+	go func() { defer n.wg.Done(); defer close(n.leaderStopped); n.leader.Run(rctx) }()
+	n.agent.Start(rctx)
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.presence.loop(rctx) }()
 }
 
 // initMesh records the new mesh's settings and this node once it leads.
 func (n *Node) initMesh(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
+	lead, unsub := n.raft.WatchLeadership()
+	defer unsub()
+	deadline := time.After(30 * time.Second)
 	for !n.raft.IsLeader() {
-		if time.Now().After(deadline) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the new mesh's leader: %w", ctx.Err())
+		case <-deadline:
 			return fmt.Errorf("%w: the new mesh elected no leader in 30s", ErrNoLeader)
+		case <-lead:
+		case <-time.After(10 * time.Millisecond):
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	st := consensus.Settings{
 		Strategy:       n.cfg.Strategy,
-		JoinTokenHash:  tokenHash(n.secrets.JoinToken),
-		AdminTokenHash: tokenHash(n.AdminToken),
+		JoinTokenHash:  cluster.TokenHash(n.creds.Secrets.JoinToken),
+		AdminTokenHash: cluster.TokenHash(n.AdminToken),
 		MinCopies:      n.cfg.MinCopies,
 		Retries:        n.cfg.Retries,
 	}
@@ -165,95 +237,82 @@ func (n *Node) initMesh(ctx context.Context) error {
 	if _, err := n.apply(ctx, &consensus.SetSettings{Settings: st}); err != nil {
 		return fmt.Errorf("record mesh settings: %w", err)
 	}
-	return n.recordSelf(ctx, true)
+	return n.presence.recordSelf(ctx, true)
 }
 
-// recordSelf writes this node's admission record.
-func (n *Node) recordSelf(ctx context.Context, voter bool) error {
-	_, err := n.apply(ctx, &consensus.PutNode{Node: consensus.Node{
-		Name: n.cfg.Name, HTTP: n.httpAdvertise(), Raft: n.clusterAdvertise(),
-		P2P: n.p2pAddr(), PeerID: n.p2p.ID().String(), AdmittedAt: time.Now().UTC(), Voter: voter,
-	}})
-	return err
-}
-
-// joinGossip joins the known members' gossip until it succeeds: the
-// addresses come from the join grant or, on restart, from the peers file.
-func (n *Node) joinGossip(ctx context.Context) {
-	wait := 100 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		addrs := n.knownGossipAddrs()
-		if attempt%2 == 1 || len(addrs) == 0 {
-			addrs = append(addrs, n.peersFromState(ctx)...)
-		}
-		if len(addrs) > 0 {
-			if _, err := n.gossip.Join(addrs); err == nil {
-				return
-			} else {
-				n.log.Debug("gossip join", keyErr, err)
-			}
-		} else if n.bootstrappedHere() {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		if wait < 5*time.Second {
-			wait *= 2
-		}
-	}
-}
-
-// p2pAddr is this node's libp2p multiaddr with its peer id.
-func (n *Node) p2pAddr() string {
-	if n.p2p == nil {
-		return ""
-	}
-	addrs := n.p2p.Addrs()
-	if len(addrs) == 0 {
-		return ""
-	}
-	return addrs[0]
-}
-
-// stopServices stops everything Start started, in reverse order.
+// stopServices stops everything Start started, in named steps in the
+// reverse order of the start, then waits for every goroutine.
 func (n *Node) stopServices() {
 	if n.cancel != nil {
-		n.cancel()
+		n.cancel() // the run context: every loop ends
 	}
-	n.jobsMu.Lock()
-	for _, j := range n.jobs {
-		j.cancel()
+	if n.agent != nil {
+		n.agent.StopJobs(false)
 	}
-	n.jobsMu.Unlock()
+	// The run context has ended: shutting down gets a bounded one.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if n.httpSrv != nil {
-		_ = n.httpSrv.Shutdown(ctx)
-	} else if n.httpLn != nil {
-		n.httpLn.Close()
+	steps := []struct {
+		name string
+		stop func() error
+	}{
+		{"HTTP", func() error {
+			if n.httpSrv != nil {
+				return n.httpSrv.Shutdown(ctx)
+			}
+			if n.httpLn != nil {
+				return n.httpLn.Close()
+			}
+			return nil
+		}},
+		{"gossip", func() error {
+			if n.gossip == nil {
+				return nil
+			}
+			return n.gossip.Close()
+		}},
+		{"RPC", func() error {
+			if n.rpcSrv == nil {
+				return nil
+			}
+			return n.rpcSrv.Close()
+		}},
+		{"raft", func() error {
+			if n.raft == nil {
+				return nil
+			}
+			return n.raft.Close()
+		}},
+		{"cluster port", func() error {
+			if n.mux != nil {
+				return n.mux.Close()
+			}
+			if n.clusterLn != nil {
+				return n.clusterLn.Close()
+			}
+			return nil
+		}},
+		{"nar cache", func() error {
+			if n.p2p == nil {
+				return nil
+			}
+			return n.p2p.Close()
+		}},
+		{"builder", func() error {
+			if n.builder == nil {
+				return nil
+			}
+			return n.builder.Close()
+		}},
 	}
-	if n.gossip != nil {
-		_ = n.gossip.Close()
+	for _, s := range steps {
+		if err := s.stop(); err != nil {
+			n.log.Debug("stop "+s.name, keyErr, err)
+		}
 	}
-	if n.rpcSrv != nil {
-		_ = n.rpcSrv.Close()
-	}
-	if n.raft != nil {
-		_ = n.raft.Close()
-	}
-	if n.mux != nil {
-		_ = n.mux.Close()
-	} else if n.clusterLn != nil {
-		n.clusterLn.Close()
-	}
-	if n.p2p != nil {
-		_ = n.p2p.Close()
-	}
-	if n.builder != nil {
-		_ = n.builder.Close()
+	if n.agent != nil {
+		n.agent.Wait()
+		n.keep.Wait()
 	}
 	n.wg.Wait()
 }
@@ -261,18 +320,17 @@ func (n *Node) stopServices() {
 // leaveGracefully hands back this node's builds, passes on leadership and
 // leaves gossip, so the mesh carries on without waiting for timeouts.
 func (n *Node) leaveGracefully() {
-	if n.raft == nil {
+	if n.raft == nil || n.fwd == nil {
 		return
 	}
+	// The run context still runs (the leader loops stop below, after the
+	// hand-back); the leave is bounded on its own.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n.jobsMu.Lock()
-	running := len(n.jobs)
-	for _, j := range n.jobs {
-		j.handBack = true
-		j.cancel()
+	running := 0
+	if n.agent != nil {
+		running = n.agent.StopJobs(true)
 	}
-	n.jobsMu.Unlock()
 	if running > 0 {
 		n.log.Info("handing back running builds", keyCount, running)
 	}
@@ -318,11 +376,4 @@ func (n *Node) allowPeer(id peer.ID) bool {
 		}
 	}
 	return false
-}
-
-// bootstrappedHere reports whether this node made the mesh and no other
-// node was ever admitted: then there is nobody to join.
-func (n *Node) bootstrappedHere() bool {
-	recs, err := n.raft.State().Nodes()
-	return err == nil && len(recs) <= 1
 }

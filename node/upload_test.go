@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drvmesh/drvmesh/node/httpapi"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -75,7 +76,7 @@ func exportStream(t *testing.T, paths ...exportPath) []byte {
 func missingPaths(t *testing.T, n *Node, paths ...string) []string {
 	t.Helper()
 	req, _ := json.Marshal(map[string]any{"paths": paths})
-	code, body := httpDo(t, http.MethodPost, n.apiURL("/api/v1/paths/missing"), "", bytes.NewReader(req))
+	code, body := httpDo(t, http.MethodPost, apiURL(n, "/api/v1/paths/missing"), "", bytes.NewReader(req))
 	if code != http.StatusOK {
 		t.Fatalf("paths/missing: %d %s", code, body)
 	}
@@ -95,7 +96,7 @@ func TestNode_UploadImport(t *testing.T) {
 	waitSettled(t, m, []string{"n1"})
 	post := func(t *testing.T, stream []byte) (int, []byte) {
 		t.Helper()
-		return httpDo(t, http.MethodPost, n.apiURL("/api/v1/nars/import"), token, bytes.NewReader(stream))
+		return httpDo(t, http.MethodPost, apiURL(n, "/api/v1/nars/import"), token, bytes.NewReader(stream))
 	}
 	// refused posts stream and checks that it is a 4xx whose message says
 	// want, and that the mesh and the nar store gained nothing.
@@ -134,7 +135,7 @@ func TestNode_UploadImport(t *testing.T) {
 			t.Fatalf("import = %d %s", code, body)
 		}
 		var res struct {
-			Imported []importedJSON `json:"imported"`
+			Imported []httpapi.ImportedJSON `json:"imported"`
 		}
 		if err := json.Unmarshal(body, &res); err != nil {
 			t.Fatal(err)
@@ -211,7 +212,7 @@ func TestNode_UploadImport(t *testing.T) {
 
 	t.Run("needs the admin token", func(t *testing.T) {
 		a := sourceWithRefs(t, "unauthorized", "x\n")
-		code, _ := httpDo(t, http.MethodPost, n.apiURL("/api/v1/nars/import"), "wrong", bytes.NewReader(exportStream(t, a)))
+		code, _ := httpDo(t, http.MethodPost, apiURL(n, "/api/v1/nars/import"), "wrong", bytes.NewReader(exportStream(t, a)))
 		if code != http.StatusUnauthorized || hasNarInfo(n, a.info.Path) {
 			t.Errorf("import with a wrong token = %d, recorded %v", code, hasNarInfo(n, a.info.Path))
 		}

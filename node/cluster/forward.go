@@ -1,0 +1,295 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/drvmesh/drvmesh/consensus"
+)
+
+// Writes may arrive at any node; only the leader applies them. A
+// Forwarder sends a command to raft here when this node leads, and
+// otherwise forwards it over the cluster port to the leader, retrying
+// while an election is under way.
+
+// Forwarder applies commands through the leader and serves the leader's
+// side of forwarding (/rpc/apply, /rpc/index).
+type Forwarder struct {
+	raft *consensus.Raft
+	rpc  *http.Client
+}
+
+// NewForwarder forwards over rpc, a client of the cluster port.
+func NewForwarder(r *consensus.Raft, rpc *http.Client) *Forwarder {
+	return &Forwarder{raft: r, rpc: rpc}
+}
+
+// Routes adds the leader's side of forwarding to the cluster port's mux.
+func (f *Forwarder) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /rpc/apply", f.handleApply)
+	mux.HandleFunc("GET /rpc/index", f.handleIndex)
+}
+
+// applyResult is the wire form of a command's result: every result type
+// of consensus carries a list of build ids.
+type applyResult struct {
+	IDs   []string `json:"ids,omitempty"`
+	Index uint64   `json:"index,omitempty"` // the leader's applied index after the command
+	Error string   `json:"error,omitempty"`
+	Kind  string   `json:"kind,omitempty"`
+}
+
+// errorKinds maps consensus sentinels to names that cross the wire.
+var errorKinds = map[string]error{
+	"not_found":       consensus.ErrNotFound,
+	"bad_command":     consensus.ErrBadCommand,
+	"bad_transition":  consensus.ErrBadTransition,
+	"outputs_missing": consensus.ErrOutputsMissing,
+	// The outcome is unknown: apply retries idempotent commands.
+	"leadership_lost": raft.ErrLeadershipLost,
+}
+
+func errorKind(err error) string {
+	for k, e := range errorKinds {
+		if errors.Is(err, e) {
+			return k
+		}
+	}
+	return ""
+}
+
+func resultIDs(res any) []string {
+	switch r := res.(type) {
+	case *consensus.SubmitResult:
+		return r.IDs
+	case *consensus.AssignResult:
+		return r.IDs
+	case *consensus.RequeueResult:
+		return r.IDs
+	}
+	return nil
+}
+
+// ApplyAndCatchUp replicates cmd through the leader and returns the ids
+// its result names once this node's state includes it too (read your
+// writes).
+func (f *Forwarder) ApplyAndCatchUp(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	return f.applyWith(ctx, cmd, true)
+}
+
+// ApplyAtLeader is ApplyAndCatchUp without read-your-writes: it returns
+// once the leader has applied cmd, without waiting for this node's state
+// to catch up (which takes until the leader's next message). For the
+// agent's own reports, which nothing here reads back at once.
+func (f *Forwarder) ApplyAtLeader(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	return f.applyWith(ctx, cmd, false)
+}
+
+func (f *Forwarder) applyWith(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+	}
+	wait := 20 * time.Millisecond
+	for {
+		ids, err := f.applyOnce(ctx, cmd, readYourWrites)
+		if err == nil {
+			return ids, nil
+		}
+		if !retryable(err) && !(idempotent(cmd) && errors.Is(err, raft.ErrLeadershipLost)) {
+			return ids, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
+		case <-time.After(wait):
+		}
+		if wait < 500*time.Millisecond {
+			wait *= 2
+		}
+	}
+}
+
+// retryable errors are those of a mesh between leaders.
+func retryable(err error) bool {
+	var nl *consensus.NotLeaderError
+	return errors.As(err, &nl) || errors.Is(err, ErrNoLeader) || errors.Is(err, errForward)
+}
+
+// idempotent commands may be applied again when raft cannot tell whether
+// an attempt committed (leadership lost mid-commit): a second application
+// changes nothing the first did not.
+func idempotent(cmd consensus.Command) bool {
+	switch cmd.(type) {
+	case *consensus.PutNarInfos, *consensus.SetNarHolder, *consensus.PutNode, *consensus.AckEvents,
+		*consensus.SetSettings, *consensus.AssignBuilds, *consensus.RequeueNode, *consensus.ClearWaiting,
+		*consensus.FailQueued:
+		return true
+	}
+	return false
+}
+
+func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
+	if f.raft.IsLeader() {
+		res, err := f.raft.Apply(ctx, cmd)
+		return resultIDs(res), err
+	}
+	_, addr := f.raft.Leader()
+	if addr == "" {
+		return nil, ErrNoLeader
+	}
+	data, err := consensus.EncodeCommand(cmd, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/rpc/apply", bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := f.rpc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errForward, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return nil, fmt.Errorf("%w: %s", errForward, body)
+	}
+	var ar applyResult
+	if err := json.Unmarshal(body, &ar); err != nil {
+		return nil, fmt.Errorf("%w: leader answered %s: %s", errForward, resp.Status, bytes.TrimSpace(body))
+	}
+	// Read your writes: what this node serves next must include the
+	// command, so wait until it is applied here too.
+	if readYourWrites {
+		if err := f.CatchUp(ctx, ar.Index); err != nil {
+			return ar.IDs, err
+		}
+	}
+	if ar.Error != "" {
+		if e, ok := errorKinds[ar.Kind]; ok {
+			return ar.IDs, fmt.Errorf("%w: %s", e, ar.Error)
+		}
+		return ar.IDs, errors.New(ar.Error)
+	}
+	return ar.IDs, nil
+}
+
+// handleApply is the leader's side of forwarding.
+func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	cmd, err := consensus.DecodeCommand(data)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, applyResult{Error: err.Error(), Kind: "bad_command"})
+		return
+	}
+	if !f.raft.IsLeader() {
+		http.Error(w, "not the leader", http.StatusServiceUnavailable)
+		return
+	}
+	res, err := f.raft.Apply(r.Context(), cmd)
+	// The state's own index: raft's may count entries the state has not
+	// applied yet, and may end on a configuration entry the state never sees.
+	out := applyResult{IDs: resultIDs(res), Index: f.raft.State().AppliedIndex()}
+	if err != nil {
+		var nl *consensus.NotLeaderError
+		if errors.As(err, &nl) {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		out.Error, out.Kind = err.Error(), errorKind(err)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// CatchUp waits until this node's state includes raft index idx.
+// Raft's applied index counts entries handed to the state, which may not
+// have applied them yet, so it then waits for the state's own index too.
+// That second wait is bounded: after a snapshot install the state is
+// current while its index stays behind until the next entry.
+func (f *Forwarder) CatchUp(ctx context.Context, idx uint64) error {
+	st := f.raft.State()
+	if f.raft.AppliedIndex() >= idx && st.AppliedIndex() >= idx {
+		return nil
+	}
+	changes, unsub := f.raft.Subscribe()
+	defer unsub()
+	var caughtUp time.Time
+	for st.AppliedIndex() < idx {
+		if caughtUp.IsZero() && f.raft.AppliedIndex() >= idx {
+			caughtUp = time.Now()
+		}
+		if !caughtUp.IsZero() && time.Since(caughtUp) > time.Second {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the local state to catch up: %w", ctx.Err())
+		case <-changes:
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Index is a node's raft commit index and the index it has applied.
+type Index struct {
+	Commit  uint64 `json:"commit"`
+	Applied uint64 `json:"applied"`
+}
+
+func (f *Forwarder) handleIndex(w http.ResponseWriter, r *http.Request) {
+	_, commit, applied := f.raft.Stats()
+	writeJSON(w, http.StatusOK, Index{Commit: commit, Applied: applied})
+}
+
+// RemoteIndex asks the node whose cluster port is addr for its indexes.
+func (f *Forwarder) RemoteIndex(ctx context.Context, addr string) (Index, error) {
+	var ix Index
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/rpc/index", nil)
+	if err != nil {
+		return ix, err
+	}
+	resp, err := f.rpc.Do(req)
+	if err != nil {
+		return ix, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ix, fmt.Errorf("index of %s: %s", addr, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ix); err != nil {
+		return ix, fmt.Errorf("index of %s: %w", addr, err)
+	}
+	return ix, nil
+}
+
+// CatchUpWithLeader makes a read linearizable: it returns once this node
+// has applied everything the leader had committed when asked.
+func (f *Forwarder) CatchUpWithLeader(ctx context.Context) error {
+	if f.raft.IsLeader() {
+		return f.raft.Barrier(ctx)
+	}
+	_, addr := f.raft.Leader()
+	if addr == "" {
+		return ErrNoLeader
+	}
+	ix, err := f.RemoteIndex(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("%w: the leader's commit index: %v", ErrNoLeader, err)
+	}
+	return f.CatchUp(ctx, ix.Commit)
+}

@@ -1,0 +1,114 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+)
+
+// testNodeTLS makes a CA-signed identity for name.
+func testIdentity(t *testing.T, ca *CA, name string) (certPEM, keyPEMBytes []byte) {
+	t.Helper()
+	k, err := newNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue(name, &k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, keyPEM(k)
+}
+
+func TestMux_MutualTLS(t *testing.T) {
+	ca, err := NewCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewCA("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, srvKey := testIdentity(t, ca, "server")
+	srvConf, _, err := TLSConfigs(ca, srvCert, srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMux(ln, srvConf, slog.New(slog.DiscardHandler))
+	go m.Serve()
+	defer m.Close()
+	go func() {
+		for {
+			c, err := m.subs[muxRaft].Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+
+	dial := func(c *CA, name string) error {
+		cert, key := testIdentity(t, c, name)
+		_, cliConf, err := TLSConfigs(ca, cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := (&Dialer{conf: cliConf}).dial(ctx, ln.Addr().String(), muxRaft)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte("ping")); err != nil {
+			return err
+		}
+		buf := make([]byte, 4)
+		_, err = io.ReadFull(conn, buf)
+		return err
+	}
+	t.Run("member", func(t *testing.T) {
+		if err := dial(ca, "member"); err != nil {
+			t.Fatalf("member refused: %v", err)
+		}
+	})
+	t.Run("other CA", func(t *testing.T) {
+		if err := dial(other, "intruder"); err == nil {
+			t.Fatal("a certificate from another CA was accepted")
+		}
+	})
+}
+
+func TestJoin_SealAndProof(t *testing.T) {
+	req := &JoinRequest{Name: "n2", Nonce: "abc"}
+	req.Proof = joinProof("tok", req.Name, req.Nonce)
+	if !checkJoinProof("tok", req) {
+		t.Fatal("right token refused")
+	}
+	if checkJoinProof("wrong", req) {
+		t.Fatal("wrong token accepted")
+	}
+	req2 := *req
+	req2.Name = "n3"
+	if checkJoinProof("tok", &req2) {
+		t.Fatal("proof for another name accepted")
+	}
+	sealed, err := seal(sealKey("tok", "abc"), []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := unseal(sealKey("tok", "abc"), sealed); err != nil || string(got) != "secret" {
+		t.Fatalf("unseal = %q, %v", got, err)
+	}
+	if _, err := unseal(sealKey("wrong", "abc"), sealed); err == nil {
+		t.Fatal("unsealed with the wrong token")
+	}
+}

@@ -1,0 +1,276 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/store"
+)
+
+// maxBuildsPerEntry bounds one raft entry of a submission.
+const maxBuildsPerEntry = 2000
+
+type submitRequest struct {
+	Derivations   []string          `json:"derivations"`
+	Priority      int               `json:"priority"`
+	Tags          map[string]string `json:"tags"`
+	Closure       bool              `json:"closure"`
+	IgnoreIfBuilt bool              `json:"ignore_if_built"`
+	DeferUntil    time.Time         `json:"defer_until"`
+	Retries       int               `json:"retries"`
+}
+
+// SubmittedBuild is one build a submission recorded.
+type SubmittedBuild struct {
+	ID         string `json:"id"`
+	Derivation string `json:"derivation"`
+}
+
+// handleSubmit creates builds for derivations whose .drv files the mesh
+// holds. Each .drv is read from the mesh and checked (its output paths
+// must be the ones its inputs imply) before anything is recorded.
+func (api *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	var req submitRequest
+	req.Retries = -1
+	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<20)).Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "malformed submission: %v", err)
+		return
+	}
+	if len(req.Derivations) == 0 {
+		apiError(w, http.StatusBadRequest, "no derivations")
+		return
+	}
+	res, err := api.submit(r.Context(), req)
+	if err != nil {
+		apiError(w, api.statusOf(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"builds": res})
+}
+
+// drvReader reads .drv files from the mesh, once each.
+type drvReader struct {
+	api   *API
+	ctx   context.Context
+	mu    sync.Mutex
+	cache map[string][]byte
+}
+
+func (api *API) newDrvReader(ctx context.Context) *drvReader {
+	return &drvReader{api: api, ctx: ctx, cache: map[string][]byte{}}
+}
+
+func (d *drvReader) load(p string) ([]byte, error) {
+	d.mu.Lock()
+	b, ok := d.cache[p]
+	d.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	b, err := d.api.readDrv(d.ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.cache[p] = b
+	d.mu.Unlock()
+	return b, nil
+}
+
+// readDrv returns the text of a .drv the mesh holds.
+func (api *API) readDrv(ctx context.Context, p string) ([]byte, error) {
+	hp, err := consensus.HashPart(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrBadRequest, p)
+	}
+	ni, err := api.raft.State().NarInfoByHash(hp)
+	if err != nil || ni == nil || ni.StorePath != p {
+		return nil, fmt.Errorf("%w: the mesh does not hold %s; upload it first (drvmesh submit does)", ErrBadRequest, p)
+	}
+	f, ok := api.copies.LocalFile(ni)
+	if !ok {
+		if err := api.copies.ReplicateLocal(ctx, hp); err != nil {
+			return nil, fmt.Errorf("fetch %s from its holders: %w", p, err)
+		}
+		if f, ok = api.copies.LocalFile(ni); !ok {
+			return nil, fmt.Errorf("%w: %s", consensus.ErrNotFound, p)
+		}
+	}
+	rc, _, err := api.disk.OpenNar(f.Key())
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	nar, err := io.ReadAll(io.LimitReader(rc, maxDrvNar+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(nar) > maxDrvNar {
+		return nil, fmt.Errorf("%w: %s is too large for a .drv", ErrBadRequest, p)
+	}
+	return drvContent(nar)
+}
+
+// drvRecord parses a .drv, checks its output paths and makes its
+// scheduling record.
+func (api *API) drvRecord(p string, rd *drvReader, hasher *store.Hasher) (*consensus.Drv, error) {
+	b, err := rd.load(p)
+	if err != nil {
+		return nil, err
+	}
+	d, err := store.ParseDerivation(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	name, err := store.DrvName(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := hasher.CheckOutputPaths(d, api.cfg.StoreDir, name); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	rec := &consensus.Drv{Path: p, System: d.Platform, InputDrvs: d.InputDrvs, InputSrcs: d.InputSrcs, Outputs: map[string]string{}}
+	for _, o := range d.Outputs {
+		rec.Outputs[o.Name] = o.Path
+	}
+	if f, ok := d.Getenv("requiredSystemFeatures"); ok {
+		rec.Features = strings.Fields(f)
+	}
+	return rec, nil
+}
+
+// submit records builds for req and returns them, in the order of
+// req.Derivations followed by the inputs --closure added.
+func (api *API) submit(ctx context.Context, req submitRequest) ([]SubmittedBuild, error) {
+	st := api.raft.State()
+	rd := api.newDrvReader(ctx)
+	hasher := store.NewHasher(rd.load)
+	settings, _ := st.Settings()
+	retries := req.Retries
+	if retries < 0 {
+		retries = settings.Retries
+	}
+	var out []SubmittedBuild
+	var builds []consensus.Build
+	var drvs []consensus.Drv
+	seen := map[string]bool{}
+	now := time.Now().UTC()
+	add := func(p string, rec *consensus.Drv) {
+		builds = append(builds, consensus.Build{
+			ID: consensus.NewBuildID(now), Derivation: p, System: rec.System, State: consensus.StateQueued,
+			Priority: req.Priority, Tags: req.Tags, DeferUntil: req.DeferUntil, Retries: retries,
+		})
+		drvs = append(drvs, *rec)
+		out = append(out, SubmittedBuild{ID: builds[len(builds)-1].ID, Derivation: p})
+	}
+	for _, p := range req.Derivations {
+		if _, err := store.ParseStorePath(api.cfg.StoreDir, p); err != nil || !strings.HasSuffix(p, ".drv") {
+			return nil, fmt.Errorf("%w: %q is not a .drv in %s", ErrBadRequest, p, api.cfg.StoreDir)
+		}
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		rec, err := api.drvRecord(p, rd, hasher)
+		if err != nil {
+			return nil, err
+		}
+		if req.IgnoreIfBuilt {
+			if b := latestBuild(st, p, consensus.StateSucceeded); b != nil {
+				out = append(out, SubmittedBuild{ID: b.ID, Derivation: p})
+				continue
+			}
+		}
+		add(p, rec)
+	}
+	if req.Closure {
+		var order []string
+		for _, p := range req.Derivations {
+			ds, _, err := store.DrvClosure(p, rd.load)
+			if err != nil {
+				return nil, err
+			}
+			order = append(order, ds...)
+		}
+		for _, p := range order {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			rec, err := api.drvRecord(p, rd, hasher)
+			if err != nil {
+				return nil, err
+			}
+			if api.outputsPresent(rec) || latestBuild(st, p, "") != nil && !latestFinished(st, p) {
+				continue
+			}
+			add(p, rec)
+		}
+	}
+	for i := 0; i < len(builds); i += maxBuildsPerEntry {
+		j := min(i+maxBuildsPerEntry, len(builds))
+		if _, err := api.apply.ApplyAndCatchUp(ctx, &consensus.SubmitBuilds{Builds: builds[i:j], Drvs: drvs[i:j]}); err != nil {
+			if i > 0 {
+				return out[:i], fmt.Errorf("recorded %d of %d builds: %w", i, len(builds), err)
+			}
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// outputsPresent reports whether the mesh holds every output of a drv.
+func (api *API) outputsPresent(rec *consensus.Drv) bool {
+	var paths []string
+	for _, p := range rec.Outputs {
+		paths = append(paths, p)
+	}
+	m, err := api.raft.State().MissingPaths(paths)
+	return err == nil && len(m) == 0
+}
+
+// latestBuild is the newest build of a derivation, in state (or any
+// state for "").
+func latestBuild(st *consensus.FSM, drv, state string) *consensus.Build {
+	bs, err := st.BuildsByDerivation(drv)
+	if err != nil {
+		return nil
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].ID > bs[j].ID })
+	for _, b := range bs {
+		if state == "" || b.State == state {
+			return b
+		}
+	}
+	return nil
+}
+
+// latestFinished reports whether a derivation's newest build failed or
+// was canceled (so a new one may be made).
+func latestFinished(st *consensus.FSM, drv string) bool {
+	b := latestBuild(st, drv, "")
+	return b != nil && (b.State == consensus.StateFailed || b.State == consensus.StateCanceled)
+}
+
+// DrvReader returns a reader of derivation records the mesh holds: each
+// .drv is read and its output paths checked once per reader.
+func (api *API) DrvReader(ctx context.Context) func(drv string) (*consensus.Drv, error) {
+	rd := api.newDrvReader(ctx)
+	hasher := store.NewHasher(rd.load)
+	return func(p string) (*consensus.Drv, error) { return api.drvRecord(p, rd, hasher) }
+}
+
+// Submit records builds for derivations the mesh holds, with the mesh's
+// default retries, and returns how many it recorded.
+func (api *API) Submit(ctx context.Context, drvs []string) (int, error) {
+	res, err := api.submit(ctx, submitRequest{Derivations: drvs, Retries: -1})
+	return len(res), err
+}
