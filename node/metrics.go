@@ -73,6 +73,9 @@ func (m *metrics) registerState(n *Node) {
 	gauge("drvmesh_builds_running", "Builds scheduled or building anywhere.", func() float64 { return float64(n.api.Status().Running) })
 	gauge("drvmesh_jobs_running", "Builds running on this node.", func() float64 { return float64(n.agent.Running()) })
 	gauge("drvmesh_gossip_members", "Members gossip knows.", func() float64 { return float64(n.gossip.NumMembers()) })
+	gauge("drvmesh_raft_rejected_entries", "Raft entries this node refused to apply because they did not decode or named an unknown command.", func() float64 {
+		return float64(n.raft.State().RejectedEntries())
+	})
 }
 
 // phase records the time since start as one build phase.

@@ -86,11 +86,7 @@ func (n *Node) startRaft(ctx context.Context, bootstrap bool) error {
 	// client's read after its write through it) within ~10 ms.
 	rcfg.CommitTimeout = 10 * time.Millisecond
 	if n.cfg.Fast {
-		// Tens of milliseconds, with room for -race on two busy cores.
-		rcfg.HeartbeatTimeout = 100 * time.Millisecond
-		rcfg.ElectionTimeout = 100 * time.Millisecond
-		rcfg.LeaderLeaseTimeout = 50 * time.Millisecond
-		rcfg.CommitTimeout = 5 * time.Millisecond
+		rcfg.SetTimings(consensus.TestTimings())
 	}
 	n.raft, err = consensus.New(rcfg)
 	if err != nil {
@@ -100,7 +96,7 @@ func (n *Node) startRaft(ctx context.Context, bootstrap bool) error {
 		return err
 	}
 	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC)
-	n.rpcSrv = &http.Server{Handler: n.rpcHandler(&n.rpcRooms), ReadHeaderTimeout: 10 * time.Second}
+	n.rpcSrv = clusterServer(n.rpcHandler(&n.rpcRooms))
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
 	return nil
@@ -190,9 +186,11 @@ func (n *Node) startRooms(context.Context) error {
 
 // startHTTP serves the public HTTP API.
 func (n *Node) startHTTP(context.Context) error {
-	n.httpSrv = &http.Server{Handler: n.metrics.instrument(n.api.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	n.metrics.registerState(n)
+	n.httpSrv = publicServer(n.metrics.instrument(n.api.Handler()))
+	ln := publicListener(n.httpLn)
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.httpLn) }()
+	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(ln) }()
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package httplimit
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -26,35 +27,83 @@ func InFlight(h http.Handler, max int) http.Handler {
 	})
 }
 
-// BodyLimit caps every request body at def bytes, or at what limit returns
-// for the request when it returns more than 0: a read past the cap fails
-// and the server answers 413 to a handler that reports it (see
-// TooLarge). Routes that take large uploads name their own cap.
-func BodyLimit(h http.Handler, def int64, limit func(*http.Request) int64) http.Handler {
+// Rule is what one request may send: at most MaxBody bytes of body, all
+// of it within ReadFor of the request's start (0: no total limit), and no
+// pause between two reads of the body longer than Idle (0: DefaultIdle).
+type Rule struct {
+	MaxBody int64
+	ReadFor time.Duration
+	Idle    time.Duration
+}
+
+// DefaultIdle is the longest pause in a request body that Requests allows
+// when a Rule names none.
+const DefaultIdle = 60 * time.Second
+
+// Requests applies rule(r) to every request with a body: one over
+// MaxBody is refused with 413 when its length is known up front, and
+// otherwise the read past the cap fails (http.MaxBytesError, which
+// handlers report as 413); reading the body is bounded by ReadFor and
+// Idle, and once it is read to its end the read deadline is lifted, so
+// the answer may take as long as it needs.
+func Requests(h http.Handler, rule func(*http.Request) Rule) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := def
-		if limit != nil {
-			if m := limit(r); m > 0 {
-				n = m
-			}
-		}
-		if r.ContentLength > n {
-			http.Error(w, "request body of "+strconv.FormatInt(r.ContentLength, 10)+" bytes is over the limit of "+strconv.FormatInt(n, 10), http.StatusRequestEntityTooLarge)
+		ru := rule(r)
+		if r.ContentLength > ru.MaxBody {
+			http.Error(w, "request body of "+strconv.FormatInt(r.ContentLength, 10)+" bytes is over the limit of "+strconv.FormatInt(ru.MaxBody, 10), http.StatusRequestEntityTooLarge)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, n)
+		if r.Body != nil && r.Body != http.NoBody {
+			idle := ru.Idle
+			if idle <= 0 {
+				idle = DefaultIdle
+			}
+			b := &timedBody{rc: http.NewResponseController(w), body: http.MaxBytesReader(w, r.Body, ru.MaxBody), idle: idle}
+			if ru.ReadFor > 0 {
+				b.hard = time.Now().Add(ru.ReadFor)
+			}
+			r.Body = b
+		}
 		h.ServeHTTP(w, r)
 	})
 }
+
+// timedBody sets the connection's read deadline before each read of a
+// request body and lifts it when the body ends.
+type timedBody struct {
+	rc   *http.ResponseController
+	body io.ReadCloser
+	idle time.Duration
+	hard time.Time
+	done bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	if b.done {
+		return b.body.Read(p)
+	}
+	_ = b.rc.SetReadDeadline(earlier(b.hard, time.Now().Add(b.idle)))
+	n, err := b.body.Read(p)
+	switch {
+	case err == io.EOF:
+		// The whole body arrived: the answer may take its time.
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	case err != nil:
+		// Too slow, too large or gone: the server must not wait for
+		// the rest of the body either.
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Now())
+	}
+	return n, err
+}
+
+func (b *timedBody) Close() error { return b.body.Close() }
 
 // Timeouts are the server-side timers of an HTTP server.
 type Timeouts struct {
 	// ReadHeader bounds reading a request's headers.
 	ReadHeader time.Duration
-	// Read bounds reading a whole request, body included. Handlers that
-	// take long uploads from authenticated clients extend it with
-	// http.ResponseController.SetReadDeadline.
-	Read time.Duration
 	// Idle bounds how long a keep-alive connection waits for its next
 	// request.
 	Idle time.Duration
@@ -62,12 +111,13 @@ type Timeouts struct {
 
 // DefaultTimeouts suit a node's API and binary cache.
 func DefaultTimeouts() Timeouts {
-	return Timeouts{ReadHeader: 10 * time.Second, Read: 2 * time.Minute, Idle: 90 * time.Second}
+	return Timeouts{ReadHeader: 10 * time.Second, Idle: 90 * time.Second}
 }
 
 // Server returns an http.Server for h with the timeouts set. It sets no
-// WriteTimeout: that would cut long downloads; the Listener's idle
-// deadline drops clients that stop reading instead.
+// ReadTimeout or WriteTimeout: those would cut long uploads and
+// downloads. Requests bounds each route's reading, and the Listener's
+// idle deadline drops clients that stop sending or reading.
 func Server(h http.Handler, t Timeouts) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read, IdleTimeout: t.Idle, MaxHeaderBytes: 64 << 10}
+	return &http.Server{Handler: h, ReadHeaderTimeout: t.ReadHeader, IdleTimeout: t.Idle, MaxHeaderBytes: 64 << 10}
 }

@@ -77,7 +77,7 @@ func TestListener_SlowClients(t *testing.T) {
 		io.WriteString(w, "ok")
 	})
 	t.Run("slow headers end at ReadHeader", func(t *testing.T) {
-		addr, _ := serve(t, ok, 0, 0, time.Minute, Timeouts{ReadHeader: 200 * time.Millisecond, Read: time.Minute, Idle: time.Minute})
+		addr, _ := serve(t, ok, 0, 0, time.Minute, Timeouts{ReadHeader: 200 * time.Millisecond, Idle: time.Minute})
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -96,7 +96,8 @@ func TestListener_SlowClients(t *testing.T) {
 		}
 	})
 	t.Run("stalled body ends at idle", func(t *testing.T) {
-		addr, _ := serve(t, ok, 0, 0, 200*time.Millisecond, Timeouts{ReadHeader: time.Minute, Read: time.Hour, Idle: time.Hour})
+		h := Requests(ok, func(*http.Request) Rule { return Rule{MaxBody: 1000, Idle: 200 * time.Millisecond} })
+		addr, _ := serve(t, h, 0, 0, time.Hour, Timeouts{ReadHeader: time.Minute, Idle: time.Hour})
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -107,8 +108,33 @@ func TestListener_SlowClients(t *testing.T) {
 			t.Fatal("a client that stopped sending its body kept the connection")
 		}
 	})
+	t.Run("a reader that stops reading is dropped", func(t *testing.T) {
+		big := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			buf := make([]byte, 64<<10)
+			for range 1 << 14 { // 1 GiB, more than any socket buffer
+				if _, err := w.Write(buf); err != nil {
+					return
+				}
+			}
+		})
+		addr, l := serve(t, big, 0, 0, 200*time.Millisecond, DefaultTimeouts())
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		// Read nothing: the server's writes block, then time out.
+		deadline := time.Now().Add(10 * time.Second)
+		for l.Open() > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if l.Open() != 0 {
+			t.Fatal("the server kept writing to a client that reads nothing")
+		}
+	})
 	t.Run("idle keep-alive ends", func(t *testing.T) {
-		addr, _ := serve(t, ok, 0, 0, time.Minute, Timeouts{ReadHeader: time.Minute, Read: time.Minute, Idle: 200 * time.Millisecond})
+		addr, _ := serve(t, ok, 0, 0, time.Minute, Timeouts{ReadHeader: time.Minute, Idle: 200 * time.Millisecond})
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -123,23 +149,29 @@ func TestListener_SlowClients(t *testing.T) {
 			t.Fatal("an idle keep-alive connection was kept")
 		}
 	})
-	t.Run("a long transfer that moves is not cut", func(t *testing.T) {
+	t.Run("a long answer with pauses is not cut", func(t *testing.T) {
+		// Longer than the idle deadline in all, and with pauses longer
+		// than it (a log followed while the build prints nothing).
 		stream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			for range 8 {
+			for range 3 {
 				io.WriteString(w, strings.Repeat("x", 1024))
 				w.(http.Flusher).Flush()
-				time.Sleep(100 * time.Millisecond)
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(500 * time.Millisecond):
+				}
 			}
 		})
-		addr, _ := serve(t, stream, 0, 0, 300*time.Millisecond, Timeouts{ReadHeader: time.Second, Read: time.Second, Idle: time.Second})
+		addr, _ := serve(t, stream, 0, 0, 300*time.Millisecond, Timeouts{ReadHeader: time.Second, Idle: time.Second})
 		resp, err := http.Get("http://" + addr + "/")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		n, err := io.Copy(io.Discard, resp.Body)
-		if err != nil || n != 8*1024 {
-			t.Fatalf("got %d bytes, %v; want 8192 over 0.8 s with a 0.3 s idle deadline", n, err)
+		if err != nil || n != 3*1024 {
+			t.Fatalf("got %d bytes, %v; want 3072 over 1.5 s with a 0.3 s idle deadline", n, err)
 		}
 	})
 }
@@ -176,23 +208,28 @@ func TestInFlight(t *testing.T) {
 	wg.Wait()
 }
 
-func TestBodyLimit(t *testing.T) {
-	h := BodyLimit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func TestRequests(t *testing.T) {
+	h := Requests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadAll(r.Body); err != nil {
 			var mb *http.MaxBytesError
 			if errors.As(err, &mb) {
 				http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 				return
 			}
+			http.Error(w, err.Error(), http.StatusRequestTimeout)
+			return
 		}
 		io.WriteString(w, "ok")
-	}), 10, func(r *http.Request) int64 {
-		if r.URL.Path == "/upload" {
-			return 100
+	}), func(r *http.Request) Rule {
+		switch r.URL.Path {
+		case "/upload":
+			return Rule{MaxBody: 100}
+		case "/slow":
+			return Rule{MaxBody: 100, ReadFor: 200 * time.Millisecond}
 		}
-		return 0
+		return Rule{MaxBody: 10, ReadFor: time.Minute}
 	})
-	addr, _ := serve(t, h, 0, 0, 0, DefaultTimeouts())
+	addr, _ := serve(t, h, 0, 0, time.Minute, DefaultTimeouts())
 	for _, tc := range []struct {
 		path string
 		size int
@@ -217,6 +254,24 @@ func TestBodyLimit(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 413 {
 		t.Errorf("chunked 50 bytes: %d, want 413", resp.StatusCode)
+	}
+	// A body that trickles in, faster than the idle deadline but slower
+	// than the route's ReadFor, is cut at ReadFor.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n")
+	start := time.Now()
+	for range 20 {
+		if _, err := c.Write([]byte("z")); err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !closedWithin(c, 5*time.Second) || time.Since(start) > 4*time.Second {
+		t.Fatal("a trickled body outlived its route's ReadFor")
 	}
 }
 

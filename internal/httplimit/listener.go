@@ -10,8 +10,10 @@ import (
 // Listener caps the connections a listener hands out: total at most, and
 // perAddr from one source IP. A connection over either cap is closed at
 // once (the client sees a reset), so a flood never queues behind honest
-// clients. Each connection's reads and writes get a deadline of idle from
-// the start of the call, so a peer that stops moving bytes is dropped.
+// clients. Each write gets a deadline of idle from its start, so a client
+// that stops reading an answer is dropped. (Reads get none here: the
+// server's own read while a handler runs would time out and cancel the
+// request; Requests bounds the reading of a body instead.)
 type Listener struct {
 	net.Listener
 	total, perAddr int
@@ -24,7 +26,8 @@ type Listener struct {
 	refused atomic.Uint64
 }
 
-// NewListener wraps ln. A cap of 0 means no cap; idle 0 means no deadline.
+// NewListener wraps ln. A cap of 0 means no cap; idle 0 means no write
+// deadline.
 func NewListener(ln net.Listener, total, perAddr int, idle time.Duration) *Listener {
 	return &Listener{Listener: ln, total: total, perAddr: perAddr, idle: idle, byAddr: map[string]int{}}
 }
@@ -88,25 +91,16 @@ func hostOf(a net.Addr) string {
 }
 
 // conn releases its slot once, on the first Close, and keeps an idle
-// deadline on every read and write: the earlier of the deadline the server
-// set (ReadHeaderTimeout, ReadTimeout, ...) and idle from now.
+// deadline on every write: the earlier of the deadline the server set and
+// idle from now.
 type conn struct {
 	net.Conn
 	l      *Listener
 	host   string
 	closed atomic.Bool
 
-	mu                  sync.Mutex
-	readHard, writeHard time.Time // deadlines set by the server; zero for none
-}
-
-func (c *conn) Read(p []byte) (int, error) {
-	if c.l.idle > 0 {
-		c.mu.Lock()
-		c.Conn.SetReadDeadline(earlier(c.readHard, time.Now().Add(c.l.idle)))
-		c.mu.Unlock()
-	}
-	return c.Conn.Read(p)
+	mu        sync.Mutex
+	writeHard time.Time // the deadline set by the server; zero for none
 }
 
 func (c *conn) Write(p []byte) (int, error) {
@@ -120,16 +114,9 @@ func (c *conn) Write(p []byte) (int, error) {
 
 func (c *conn) SetDeadline(t time.Time) error {
 	c.mu.Lock()
-	c.readHard, c.writeHard = t, t
+	c.writeHard = t
 	c.mu.Unlock()
 	return c.Conn.SetDeadline(t)
-}
-
-func (c *conn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.readHard = t
-	c.mu.Unlock()
-	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *conn) SetWriteDeadline(t time.Time) error {

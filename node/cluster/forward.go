@@ -47,33 +47,38 @@ type applyResult struct {
 	Kind  string   `json:"kind,omitempty"`
 }
 
-// errorKinds maps consensus sentinels to names that cross the wire.
-var errorKinds = map[string]error{
-	"not_found":       consensus.ErrNotFound,
-	"bad_command":     consensus.ErrBadCommand,
-	"bad_transition":  consensus.ErrBadTransition,
-	"outputs_missing": consensus.ErrOutputsMissing,
+// errorKinds maps consensus sentinels to names that cross the wire, in
+// the order they are tried: an error may wrap more than one (a stale
+// report is both a bad transition and unauthorized), and the first match
+// names it.
+var errorKinds = []struct {
+	kind string
+	err  error
+}{
+	{"not_found", consensus.ErrNotFound},
+	{"bad_transition", consensus.ErrBadTransition},
+	{"unauthorized", consensus.ErrUnauthorized},
+	{"bad_command", consensus.ErrBadCommand},
+	{"outputs_missing", consensus.ErrOutputsMissing},
 	// The outcome is unknown: apply retries idempotent commands.
-	"leadership_lost": raft.ErrLeadershipLost,
+	{"leadership_lost", raft.ErrLeadershipLost},
 }
 
 func errorKind(err error) string {
-	for k, e := range errorKinds {
-		if errors.Is(err, e) {
-			return k
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			return k.kind
 		}
 	}
 	return ""
 }
 
-func resultIDs(res any) []string {
-	switch r := res.(type) {
-	case *consensus.SubmitResult:
-		return r.IDs
-	case *consensus.AssignResult:
-		return r.IDs
-	case *consensus.RequeueResult:
-		return r.IDs
+// errorOfKind is the sentinel a wire kind names, or nil.
+func errorOfKind(kind string) error {
+	for _, k := range errorKinds {
+		if k.kind == kind {
+			return k.err
+		}
 	}
 	return nil
 }
@@ -105,7 +110,7 @@ func (f *Forwarder) applyWith(ctx context.Context, cmd consensus.Command, readYo
 		if err == nil {
 			return ids, nil
 		}
-		if !retryable(err) && !(idempotent(cmd) && errors.Is(err, raft.ErrLeadershipLost)) {
+		if !retryable(err) && !(consensus.Idempotent(cmd) && errors.Is(err, raft.ErrLeadershipLost)) {
 			return ids, err
 		}
 		select {
@@ -125,23 +130,10 @@ func retryable(err error) bool {
 	return errors.As(err, &nl) || errors.Is(err, ErrNoLeader) || errors.Is(err, errForward)
 }
 
-// idempotent commands may be applied again when raft cannot tell whether
-// an attempt committed (leadership lost mid-commit): a second application
-// changes nothing the first did not.
-func idempotent(cmd consensus.Command) bool {
-	switch cmd.(type) {
-	case *consensus.PutNarInfos, *consensus.SetNarHolder, *consensus.PutNode, *consensus.AckEvents,
-		*consensus.SetSettings, *consensus.AssignBuilds, *consensus.RequeueNode, *consensus.ClearWaiting,
-		*consensus.FailQueued:
-		return true
-	}
-	return false
-}
-
 func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
 	if f.raft.IsLeader() {
 		res, err := f.raft.Apply(ctx, cmd)
-		return resultIDs(res), err
+		return consensus.ResultIDs(res), err
 	}
 	_, addr := f.raft.Leader()
 	if addr == "" {
@@ -176,7 +168,7 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYo
 		}
 	}
 	if ar.Error != "" {
-		if e, ok := errorKinds[ar.Kind]; ok {
+		if e := errorOfKind(ar.Kind); e != nil {
 			return ar.IDs, fmt.Errorf("%w: %s", e, ar.Error)
 		}
 		return ar.IDs, errors.New(ar.Error)
@@ -203,7 +195,7 @@ func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
 	res, err := f.raft.Apply(r.Context(), cmd)
 	// The state's own index: raft's may count entries the state has not
 	// applied yet, and may end on a configuration entry the state never sees.
-	out := applyResult{IDs: resultIDs(res), Index: f.raft.State().AppliedIndex()}
+	out := applyResult{IDs: consensus.ResultIDs(res), Index: f.raft.State().AppliedIndex()}
 	if err != nil {
 		var nl *consensus.NotLeaderError
 		if errors.As(err, &nl) {
