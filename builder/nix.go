@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/drvmesh/drvmesh/store"
 )
 
 // NixConfig configures the nix backend.
@@ -67,9 +68,9 @@ func NewNix(cfg NixConfig) (*Nix, error) {
 		cfg.StoreDir = "/nix/store"
 	}
 	cfg.StoreDir = strings.TrimSuffix(cfg.StoreDir, "/")
-	root, err := storeRoot(cfg.Store)
+	root, _, err := store.LocalStoreRoot(cfg.Store)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	if cfg.NixStoreBin == "" {
 		cfg.NixStoreBin = "nix-store"
@@ -105,21 +106,6 @@ func NewNix(cfg NixConfig) (*Nix, error) {
 	return n, nil
 }
 
-// storeRoot returns the chroot root of a store URI, "" if it has none.
-func storeRoot(uri string) (string, error) {
-	if strings.HasPrefix(uri, "/") {
-		return filepath.Clean(uri), nil
-	}
-	scheme, query, _ := strings.Cut(uri, "?")
-	if scheme != "local" && scheme != "" {
-		return "", nil
-	}
-	q, err := url.ParseQuery(query)
-	if err != nil {
-		return "", fmt.Errorf("store uri %q: %w: %v", uri, ErrBadRequest, err)
-	}
-	return q.Get("root"), nil
-}
 
 // Name implements Builder.
 func (n *Nix) Name() string { return "nix" }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -96,22 +95,17 @@ func runSubmit(args []string) error {
 	return nil
 }
 
-// storeRoot is the directory the store paths of uri physically live under:
-// "" for the system store, DIR for local?root=DIR or a bare /DIR.
+// storeRoot is where the files of the store --nix-store names are: the
+// CLI reads .drv files and sources directly, so only local stores do.
 func storeRoot(uri string) (string, error) {
-	switch {
-	case uri == "" || uri == "auto" || uri == "daemon" || uri == "local":
-		return "", nil
-	case strings.HasPrefix(uri, "/"):
-		return filepath.Clean(uri), nil
-	case strings.HasPrefix(uri, "local?"):
-		v, err := url.ParseQuery(strings.TrimPrefix(uri, "local?"))
-		if err != nil {
-			return "", usageErr("--nix-store %q: %v", uri, err)
-		}
-		return v.Get("root"), nil
+	root, ok, err := store.LocalStoreRoot(uri)
+	if err != nil {
+		return "", usageErr("--nix-store: %v", err)
 	}
-	return "", usageErr("--nix-store %q: only the system store, local?root=DIR or a root DIR can be read", uri)
+	if !ok {
+		return "", usageErr("--nix-store %q: only the system store, local?root=DIR or a root DIR can be read", uri)
+	}
+	return root, nil
 }
 
 // uploader sends the .drv files and sources the mesh lacks, as nars.
