@@ -106,7 +106,6 @@ func NewNix(cfg NixConfig) (*Nix, error) {
 	return n, nil
 }
 
-
 // Name implements Builder.
 func (n *Nix) Name() string { return "nix" }
 
