@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
-	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // fakeDrv is a well-formed .drv path for state-only tests.
@@ -48,7 +48,7 @@ func TestMesh_JoinWriteFailover(t *testing.T) {
 			return len(st.Voters) == 3
 		})
 		code, body := httpDo(t, http.MethodGet, apiURL(m.node("n3"), "/api/v1/nodes"), "", nil)
-		var nodes []httpapi.NodeJSON
+		var nodes []api.Node
 		if code != 200 || json.Unmarshal(body, &nodes) != nil || len(nodes) != 3 {
 			t.Fatalf("nodes = %d %s", code, body)
 		}

@@ -174,7 +174,7 @@ func (n *Node) startRooms(context.Context) error {
 	})
 	n.leader = leader.New(leader.Config{
 		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,
-		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL,
+		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL, BuildJSON: httpapi.BuildJSON,
 		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.keep, Submit: n.api,
 		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
 	})

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/drvmesh/drvmesh/node/httpapi"
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -135,7 +135,7 @@ func TestNode_UploadImport(t *testing.T) {
 			t.Fatalf("import = %d %s", code, body)
 		}
 		var res struct {
-			Imported []httpapi.ImportedJSON `json:"imported"`
+			Imported []api.NarRecord `json:"imported"`
 		}
 		if err := json.Unmarshal(body, &res); err != nil {
 			t.Fatal(err)

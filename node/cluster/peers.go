@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 )
@@ -106,10 +107,10 @@ func (p *Peers) FromState(ctx context.Context) []string {
 		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+rec.HTTP+"/api/v1/nodes", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
-			var nodes []struct{ Name, Gossip, Status string }
+			var nodes []api.Node
 			if json.NewDecoder(resp.Body).Decode(&nodes) == nil {
 				for _, nd := range nodes {
-					if nd.Name != p.name && nd.Gossip != "" && nd.Status == "alive" {
+					if nd.Name != p.name && nd.Gossip != "" && nd.Status == api.NodeAlive {
 						addrs = append(addrs, nd.Gossip)
 					}
 				}

@@ -3,8 +3,10 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
+	wire "github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/narcache"
@@ -105,7 +107,9 @@ func New(cfg Config) *API {
 	return &API{cfg: cfg, raft: cfg.Raft, apply: cfg.Apply, members: cfg.Members, copies: cfg.Copies, jobs: cfg.Jobs, files: cfg.Files, disk: cfg.Disk}
 }
 
-var (
-	writeJSON = httpjson.Write
-	apiError  = httpjson.Error
-)
+var writeJSON = httpjson.Write
+
+// apiError answers status with an error body.
+func apiError(w http.ResponseWriter, status int, format string, a ...any) {
+	writeJSON(w, status, wire.ErrorResponse{Message: fmt.Sprintf(format, a...)})
+}

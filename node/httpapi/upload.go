@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	wire "github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/narcache"
 	"github.com/drvmesh/drvmesh/store"
@@ -150,14 +151,7 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 	api.files.Note(&rec)
 	hp, _ := consensus.HashPart(path)
 	api.copies.ReplicateAsync(hp)
-	writeJSON(w, http.StatusOK, map[string]any{"path": path, "nar_hash": rec.NarHash, "nar_size": rec.NarSize})
-}
-
-// ImportedJSON is one path an import recorded.
-type ImportedJSON struct {
-	Path    string `json:"path"`
-	NarHash string `json:"nar_hash"`
-	NarSize int64  `json:"nar_size"`
+	writeJSON(w, http.StatusOK, wire.NarRecord{Path: path, NarHash: rec.NarHash, NarSize: rec.NarSize})
 }
 
 // importError is why an import was refused, with its HTTP status.
@@ -198,18 +192,18 @@ func (api *API) handleImportNars(w http.ResponseWriter, r *http.Request) {
 		apiError(w, ie.status, "%s", ie.msg)
 		return
 	}
-	out := make([]ImportedJSON, 0, len(recs))
+	out := make([]wire.NarRecord, 0, len(recs))
 	hashParts := make([]string, 0, len(recs))
 	for i := range recs {
 		api.files.Note(&recs[i])
 		hp, _ := consensus.HashPart(recs[i].StorePath)
 		hashParts = append(hashParts, hp)
-		out = append(out, ImportedJSON{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
+		out = append(out, wire.NarRecord{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
 	}
 	if len(hashParts) > 0 {
 		api.copies.ReplicateAsync(hashParts...)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"imported": out})
+	writeJSON(w, http.StatusOK, wire.ImportResponse{Imported: out})
 }
 
 // importNars reads and checks every record of an import, ingesting each
