@@ -126,7 +126,7 @@ func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string)
 // while the mesh elects a leader.
 func getBuild(t *testing.T, n *Node, id string) *api.Build {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/builds/"+id+"?fresh=1"), "", nil)
+	code, body := adminGet(t, n, "/api/v1/builds/"+id+"?fresh=1")
 	if code == http.StatusServiceUnavailable {
 		return nil
 	}

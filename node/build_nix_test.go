@@ -168,11 +168,11 @@ func TestNode_Builds(t *testing.T) {
 		}
 		msg := "drvmesh-test-failure-" + salt
 		from := m.nodeOtherThan(b.Node)
-		code, body := httpDo(t, http.MethodGet, apiURL(from, "/api/v1/builds/"+b.ID+"/log"), "", nil)
+		code, body := adminGet(t, from, "/api/v1/builds/"+b.ID+"/log")
 		if code != http.StatusOK || !strings.Contains(string(body), msg) {
 			t.Errorf("build log through %s (built on %s) = %d, without %q:\n%s", from.Name(), b.Node, code, msg, body)
 		}
-		code, body = httpDo(t, http.MethodGet, apiURL(from, "/log/"+filepath.Base(drv)), "", nil)
+		code, body = adminGet(t, from, "/log/"+filepath.Base(drv))
 		if code != http.StatusOK || !strings.Contains(string(body), msg) {
 			t.Errorf("/log/%s = %d, without %q:\n%s", filepath.Base(drv), code, msg, body)
 		}

@@ -62,7 +62,7 @@ func apiStatus(t *testing.T, n *Node) api.Status {
 // apiNodes reads GET /api/v1/nodes from n, by name.
 func apiNodes(t *testing.T, n *Node) map[string]api.Node {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/nodes"), "", nil)
+	code, body := adminGet(t, n, "/api/v1/nodes")
 	var list []api.Node
 	if code != http.StatusOK {
 		t.Fatalf("nodes from %s = %d %s", n.Name(), code, body)

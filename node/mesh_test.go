@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -47,7 +46,7 @@ func TestMesh_JoinWriteFailover(t *testing.T) {
 			st := m.node("n1").api.Status()
 			return len(st.Voters) == 3
 		})
-		code, body := httpDo(t, http.MethodGet, apiURL(m.node("n3"), "/api/v1/nodes"), "", nil)
+		code, body := adminGet(t, m.node("n3"), "/api/v1/nodes")
 		var nodes []api.Node
 		if code != 200 || json.Unmarshal(body, &nodes) != nil || len(nodes) != 3 {
 			t.Fatalf("nodes = %d %s", code, body)

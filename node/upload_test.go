@@ -76,7 +76,7 @@ func exportStream(t *testing.T, paths ...exportPath) []byte {
 func missingPaths(t *testing.T, n *Node, paths ...string) []string {
 	t.Helper()
 	req, _ := json.Marshal(map[string]any{"paths": paths})
-	code, body := httpDo(t, http.MethodPost, apiURL(n, "/api/v1/paths/missing"), "", bytes.NewReader(req))
+	code, body := httpDo(t, http.MethodPost, apiURL(n, "/api/v1/paths/missing"), tokenOf(n), bytes.NewReader(req))
 	if code != http.StatusOK {
 		t.Fatalf("paths/missing: %d %s", code, body)
 	}

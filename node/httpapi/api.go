@@ -2,13 +2,11 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"sort"
-	"strings"
 
 	wire "github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
@@ -21,40 +19,27 @@ import (
 // everything else.
 func (api *API) Handler() http.Handler {
 	mux := http.NewServeMux()
+	// Public: readiness and the binary cache with its keys (see PublicRead).
 	mux.HandleFunc("GET /api/v1/status", api.handleStatus)
-	mux.HandleFunc("GET /api/v1/nodes", api.handleNodes)
 	mux.HandleFunc("GET /api/v1/key", api.handleKey)
 	mux.HandleFunc("GET /signing-key.pub", api.handleGuixKey)
-	mux.Handle("POST /api/v1/join", api.cfg.Join)
-	mux.HandleFunc("GET /api/v1/builds", api.handleListBuilds)
+	mux.Handle("POST /api/v1/join", api.cfg.Join) // proves a join token itself
+	mux.Handle("/", api.cfg.Cache)
+	// Reads that need the admin token unless --public-read all.
+	mux.HandleFunc("GET /api/v1/nodes", api.reader(http.HandlerFunc(api.handleNodes)))
+	mux.HandleFunc("GET /api/v1/builds", api.reader(http.HandlerFunc(api.handleListBuilds)))
+	mux.HandleFunc("GET /api/v1/builds/{id}", api.reader(http.HandlerFunc(api.handleShowBuild)))
+	mux.HandleFunc("GET /api/v1/builds/{id}/log", api.reader(http.HandlerFunc(api.handleBuildLog)))
+	mux.HandleFunc("GET /log/", api.reader(api.cfg.Cache))
+	mux.HandleFunc("GET /metrics", api.reader(api.cfg.Metrics))
+	mux.HandleFunc("GET /{$}", api.reader(http.HandlerFunc(api.handleWeb)))
+	// Writes, and the missing-path query (which reads a large body).
 	mux.HandleFunc("POST /api/v1/builds", api.admin(api.handleSubmit))
-	mux.HandleFunc("GET /api/v1/builds/{id}", api.handleShowBuild)
-	mux.HandleFunc("GET /api/v1/builds/{id}/log", api.handleBuildLog)
 	mux.HandleFunc("POST /api/v1/cancel", api.admin(api.handleCancel))
-	mux.HandleFunc("POST /api/v1/paths/missing", api.handleMissing)
+	mux.HandleFunc("POST /api/v1/paths/missing", api.admin(api.handleMissing))
 	mux.HandleFunc("PUT /api/v1/nars", api.admin(api.handleUploadNar))
 	mux.HandleFunc("POST /api/v1/nars/import", api.admin(api.handleImportNars))
-	mux.Handle("GET /metrics", api.cfg.Metrics)
-	mux.HandleFunc("GET /{$}", api.handleWeb)
-	mux.Handle("/", api.cfg.Cache)
 	return mux
-}
-
-// admin guards a write endpoint with the admin token.
-func (api *API) admin(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-		st, err := api.raft.State().Settings()
-		if err != nil || st.AdminTokenHash == "" {
-			apiError(w, http.StatusServiceUnavailable, "the mesh is not ready yet; try again")
-			return
-		}
-		if tok == "" || subtle.ConstantTimeCompare([]byte(api.cfg.TokenHash(tok)), []byte(st.AdminTokenHash)) != 1 {
-			apiError(w, http.StatusUnauthorized, "wrong or missing admin token")
-			return
-		}
-		h(w, r)
-	}
 }
 
 // Status is what GET /api/v1/status answers.
@@ -140,6 +125,9 @@ func orEmpty(s []string) []string {
 	return s
 }
 
+// ServeNodes answers the node list, for the members' cluster port.
+func (api *API) ServeNodes(w http.ResponseWriter, r *http.Request) { api.handleNodes(w, r) }
+
 func (api *API) handleNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.nodesView())
 }
@@ -181,29 +169,6 @@ func (api *API) handleCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wire.CancelResponse{Canceled: req.IDs})
-}
-
-func (api *API) handleMissing(w http.ResponseWriter, r *http.Request) {
-	var req wire.MissingRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(&req); err != nil {
-		apiError(w, http.StatusBadRequest, "want {\"paths\": [...]}")
-		return
-	}
-	for _, p := range req.Paths {
-		if _, err := store.ParseStorePath(api.cfg.StoreDir, p); err != nil {
-			apiError(w, http.StatusBadRequest, "%v", err)
-			return
-		}
-	}
-	missing, err := api.raft.State().MissingPaths(req.Paths)
-	if err != nil {
-		apiError(w, http.StatusInternalServerError, "%v", err)
-		return
-	}
-	if missing == nil {
-		missing = []string{}
-	}
-	writeJSON(w, http.StatusOK, wire.MissingResponse{Missing: missing})
 }
 
 // statusOf maps an error to an HTTP status.

@@ -17,8 +17,45 @@ import (
 	"github.com/drvmesh/drvmesh/store"
 )
 
-// maxDrvNar bounds the NAR of an uploaded .drv, which is read whole.
-const maxDrvNar = 16 << 20
+// What one upload may hold. A .drv's NAR is read whole, so it is small;
+// other NARs stream to disk and are bounded by Config.MaxUpload. The
+// references and paths of a record are bounded before they are read
+// (real paths have at most a few thousand references).
+const (
+	maxDrvNar = 16 << 20
+	// DefaultMaxUpload is Config.MaxUpload's default.
+	DefaultMaxUpload = 4 << 30
+	// MaxReferences bounds the references of one uploaded path.
+	MaxReferences = 10_000
+	// maxImportMeta bounds the paths and references of one whole import
+	// stream, which are kept until its single commit.
+	maxImportMeta = 64 << 20
+)
+
+// exportLimits are the bounds of an import stream's trailers.
+var exportLimits = store.ExportLimits{MaxPath: maxPathLen, MaxReferences: MaxReferences, MaxSignature: 4 << 10}
+
+// capReader fails with ErrTooLarge once more than n bytes were read, so
+// an ingest stops (and removes its temporary files) at the limit.
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n < 0 {
+		return 0, fmt.Errorf("%w: a NAR over the upload limit", ErrTooLarge)
+	}
+	if int64(len(p)) > c.n+1 {
+		p = p[:c.n+1]
+	}
+	k, err := c.r.Read(p)
+	c.n -= int64(k)
+	if c.n < 0 {
+		return k, fmt.Errorf("%w: a NAR over the upload limit", ErrTooLarge)
+	}
+	return k, err
+}
 
 // Uploads are how a submitter gives the mesh the .drv files and input
 // sources of what it wants built. Only content-addressed paths are taken:
@@ -99,7 +136,15 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 		}
 		exp.NarSize = v
 	}
+	if r.ContentLength > api.cfg.MaxUpload || exp.NarSize > api.cfg.MaxUpload {
+		apiError(w, http.StatusRequestEntityTooLarge, "%s: a NAR over the upload limit of %d bytes", path, api.cfg.MaxUpload)
+		return
+	}
 	refs := q["reference"]
+	if len(refs) > MaxReferences {
+		apiError(w, http.StatusRequestEntityTooLarge, "%s: %d references, at most %d", path, len(refs), MaxReferences)
+		return
+	}
 	for _, ref := range refs {
 		if _, err := store.ParseStorePath(api.cfg.StoreDir, ref); err != nil {
 			apiError(w, http.StatusBadRequest, "reference: %v", err)
@@ -113,7 +158,7 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var body io.Reader = r.Body
+	var body io.Reader = &capReader{r: r.Body, n: api.cfg.MaxUpload}
 	var content []byte
 	if strings.HasSuffix(path, ".drv") {
 		nar, err := io.ReadAll(io.LimitReader(r.Body, maxDrvNar+1))
@@ -211,6 +256,8 @@ func (api *API) handleImportNars(w http.ResponseWriter, r *http.Request) {
 // returns the index records to commit.
 func (api *API) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consensus.NarInfo, error) {
 	er := store.NewExportReader(r.Body)
+	er.SetLimits(exportLimits)
+	meta := 0 // bytes of paths and references kept
 	var recs []consensus.NarInfo
 	sent := map[string]bool{}
 	// head keeps the start of each NAR: a .drv's is its text, which the
@@ -226,7 +273,7 @@ func (api *API) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consens
 		}
 		head.Reset()
 		tee := io.TeeReader(narR, &capWriter{buf: &head, max: maxDrvNar + 1})
-		nar, err := api.disk.Ingest(r.Context(), tee, narcache.Expect{})
+		nar, err := api.disk.Ingest(r.Context(), &capReader{r: tee, n: api.cfg.MaxUpload}, narcache.Expect{})
 		if err != nil {
 			return nil, importErrorf(statusOfIngest(err), "path #%d of the stream (after %s): %v", i+1, lastPath(recs), err)
 		}
@@ -234,6 +281,13 @@ func (api *API) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consens
 		info, err := er.Info()
 		if err != nil {
 			return nil, importErrorf(statusOfImportRead(err), "path #%d of the stream: %v", i+1, err)
+		}
+		meta += len(info.Path)
+		for _, ref := range info.References {
+			meta += len(ref)
+		}
+		if meta > maxImportMeta {
+			return nil, importErrorf(http.StatusRequestEntityTooLarge, "path #%d of the stream: the paths and references of one import exceed %d bytes; import in parts", i+1, maxImportMeta)
 		}
 		rec, err := api.checkImported(info, nar, head.Bytes(), sent)
 		if err != nil {
@@ -296,6 +350,9 @@ func statusOfImportRead(err error) int {
 	if errors.Is(err, store.ErrBadNar) {
 		return http.StatusBadRequest
 	}
+	if errors.Is(err, ErrTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
 	return http.StatusInternalServerError
 }
 
@@ -330,6 +387,9 @@ func (api *API) dropUnreferenced(nar narcache.Nar) {
 }
 
 func statusOfIngest(err error) int {
+	if errors.Is(err, ErrTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
 	if errors.Is(err, store.ErrBadNar) || errors.Is(err, narcache.ErrHashMismatch) || errors.Is(err, narcache.ErrCorrupt) || errors.Is(err, narcache.ErrTrailingData) {
 		return http.StatusBadRequest
 	}
