@@ -70,7 +70,7 @@ type Config struct {
 	Scale     float64       // multiplies the hook handover
 	URL       func() string // this node's HTTP base URL, for hooks
 	// BuildJSON is a build as a hook reads it on stdin: the API's JSON
-	// of the build, not the replicated record.
+	// of the build, not the replicated record. Required with HooksDir.
 	BuildJSON func(*consensus.Build) ([]byte, error)
 
 	Raft    Raft
