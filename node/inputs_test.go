@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -148,165 +150,175 @@ func TestNode_PublicInputs(t *testing.T) {
 	waitSettled(t, m, []string{"n1"})
 	const bound = 32 << 20
 
-	t.Run("paths/missing", func(t *testing.T) {
-		body := func(paths int) []byte {
-			var b bytes.Buffer
-			b.WriteString(`{"paths":[`)
-			for i := range paths {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(&b, `"/nix/store/%032d-p"`, i)
-			}
-			b.WriteString(`]}`)
-			return b.Bytes()
-		}
-		missing := func(tok string, b []byte) func() (int, []byte) {
-			return func() (int, []byte) {
-				return httpDo(t, http.MethodPost, apiURL(n, "/api/v1/paths/missing"), tok, bytes.NewReader(b))
-			}
-		}
-		small := body(3)
-		hostile(t, n, http.StatusUnauthorized, bound, missing("", small))
-		hostile(t, n, http.StatusRequestEntityTooLarge, bound, missing(token, body(httpapi.MaxMissingPaths+1)))
-		huge := append([]byte(`{"paths":["`), bytes.Repeat([]byte("x"), httpapi.MaxMissingBody)...)
-		hostile(t, n, http.StatusRequestEntityTooLarge, bound, missing(token, append(huge, `"]}`...)))
-		long := []byte(`{"paths":["/nix/store/` + strings.Repeat("x", 4096) + `"]}`)
-		hostile(t, n, http.StatusBadRequest, bound, missing(token, long))
-		if code, b := missing(token, small)(); code != http.StatusOK || !strings.Contains(string(b), `"missing":[`) {
-			t.Fatalf("a fair request: %d %s", code, b)
-		}
-	})
+	t.Run("paths/missing", func(t *testing.T) { testMissingLimits(t, n, token, bound) })
+	t.Run("builds list", func(t *testing.T) { testBuildsPaging(t, n, token, bound) })
+	t.Run("uploads", func(t *testing.T) { testUploadLimits(t, n, token, bound) })
+}
 
-	t.Run("builds list", func(t *testing.T) {
-		var builds []consensus.Build
-		for i := range 7 {
-			sys := "test-a" // systems no node builds for: the builds stay queued
-			if i%2 == 1 {
-				sys = "test-b"
+// testMissingLimits: paths/missing needs the token and bounds its body
+// and path count.
+func testMissingLimits(t *testing.T, n *Node, token string, bound uint64) {
+	body := func(paths int) []byte {
+		var b bytes.Buffer
+		b.WriteString(`{"paths":[`)
+		for i := range paths {
+			if i > 0 {
+				b.WriteByte(',')
 			}
-			builds = append(builds, consensus.Build{ID: consensus.NewBuildID(time.Now()), Derivation: fakeDrv(900 + i%3), System: sys, State: consensus.StateQueued})
-			time.Sleep(time.Millisecond) // distinct, ordered ids
+			fmt.Fprintf(&b, `"/nix/store/%032d-p"`, i)
 		}
-		applyVia(t, n, &consensus.SubmitBuilds{Builds: builds})
-		list := func(tok, query string) func() (int, []byte) {
-			return func() (int, []byte) {
-				return httpDo(t, http.MethodGet, apiURL(n, "/api/v1/builds?"+query), tok, nil)
-			}
+		b.WriteString(`]}`)
+		return b.Bytes()
+	}
+	missing := func(tok string, b []byte) func() (int, []byte) {
+		return func() (int, []byte) {
+			return httpDo(t, http.MethodPost, apiURL(n, "/api/v1/paths/missing"), tok, bytes.NewReader(b))
 		}
-		hostile(t, n, http.StatusUnauthorized, bound, list("", "limit=5"))
-		hostile(t, n, http.StatusBadRequest, bound, list(token, "limit=0"))
-		hostile(t, n, http.StatusBadRequest, bound, list(token, "limit=1001"))
-		hostile(t, n, http.StatusBadRequest, bound, list(token, "after=nope"))
+	}
+	small := body(3)
+	hostile(t, n, http.StatusUnauthorized, bound, missing("", small))
+	hostile(t, n, http.StatusRequestEntityTooLarge, bound, missing(token, body(httpapi.MaxMissingPaths+1)))
+	huge := append([]byte(`{"paths":["`), bytes.Repeat([]byte("x"), httpapi.MaxMissingBody)...)
+	hostile(t, n, http.StatusRequestEntityTooLarge, bound, missing(token, append(huge, `"]}`...)))
+	long := []byte(`{"paths":["/nix/store/` + strings.Repeat("x", 4096) + `"]}`)
+	hostile(t, n, http.StatusBadRequest, bound, missing(token, long))
+	if code, b := missing(token, small)(); code != http.StatusOK || !strings.Contains(string(b), `"missing":[`) {
+		t.Fatalf("a fair request: %d %s", code, b)
+	}
+}
 
-		page := func(query string) ([]api.Build, string) {
-			req, _ := http.NewRequest(http.MethodGet, apiURL(n, "/api/v1/builds?"+query), nil)
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			bs, err := decodeStrict[[]api.Build](b)
-			if resp.StatusCode != http.StatusOK || err != nil {
-				t.Fatalf("list %s: %d %s (%v)", query, resp.StatusCode, b, err)
-			}
-			return bs, resp.Header.Get(httpapi.NextCursorHeader)
+// testBuildsPaging: the build list needs the token, caps its limit and
+// pages with a cursor through filters.
+func testBuildsPaging(t *testing.T, n *Node, token string, bound uint64) {
+	var builds []consensus.Build
+	for i := range 7 {
+		sys := "test-a" // systems no node builds for: the builds stay queued
+		if i%2 == 1 {
+			sys = "test-b"
 		}
-		var got []string
-		for after, pages := "", 0; ; pages++ {
-			bs, next := page("limit=3&after=" + after)
-			for _, b := range bs {
-				got = append(got, b.ID)
-			}
-			if next == "" {
-				break
-			}
-			if pages > 5 {
-				t.Fatal("paging does not end")
-			}
-			after = next
+		builds = append(builds, consensus.Build{ID: consensus.NewBuildID(time.Now()), Derivation: fakeDrv(900 + i%3), System: sys, State: consensus.StateQueued})
+		time.Sleep(time.Millisecond) // distinct, ordered ids
+	}
+	applyVia(t, n, &consensus.SubmitBuilds{Builds: builds})
+	list := func(tok, query string) func() (int, []byte) {
+		return func() (int, []byte) {
+			return httpDo(t, http.MethodGet, apiURL(n, "/api/v1/builds?"+query), tok, nil)
 		}
-		var want []string
-		for i := len(builds) - 1; i >= 0; i-- {
-			want = append(want, builds[i].ID)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("pages of 3 gave\n%v\nwant newest first\n%v", got, want)
-		}
-		if bs, _ := page(""); len(bs) != len(builds) {
-			t.Errorf("the default page has %d builds, want all %d", len(bs), len(builds))
-		}
-		for query, want := range map[string]int{
-			"system=test-b":                           3,
-			"derivation=" + fakeDrv(900):              3,
-			"derivation=" + fakeDrv(901) + "&limit=1": 1,
-			"node=elsewhere":                          0,
-			"system=test-a&state=queued":              4,
-		} {
-			if bs, _ := page(query); len(bs) != want {
-				t.Errorf("%s: %d builds, want %d", query, len(bs), want)
-			}
-		}
-	})
+	}
+	hostile(t, n, http.StatusUnauthorized, bound, list("", "limit=5"))
+	hostile(t, n, http.StatusBadRequest, bound, list(token, "limit=0"))
+	hostile(t, n, http.StatusBadRequest, bound, list(token, "limit=1001"))
+	hostile(t, n, http.StatusBadRequest, bound, list(token, "after=nope"))
 
-	t.Run("uploads", func(t *testing.T) {
-		files := len(narFilesOn(t, n))
-		src := sourceWithRefs(t, "fine", "content")
-		importOf := func(stream []byte) func() (int, []byte) {
-			return func() (int, []byte) {
-				return httpDo(t, http.MethodPost, apiURL(n, "/api/v1/nars/import"), token, bytes.NewReader(stream))
-			}
+	page := func(query string) ([]api.Build, string) {
+		req, _ := http.NewRequest(http.MethodGet, apiURL(n, "/api/v1/builds?"+query), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
 		}
-		manyRefs := src
-		for i := range httpapi.MaxReferences + 1 {
-			manyRefs.info.References = append(manyRefs.info.References, fmt.Sprintf("/nix/store/%032d-r", i))
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		bs, err := decodeStrict[[]api.Build](b)
+		if resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("list %s: %d %s (%v)", query, resp.StatusCode, b, err)
 		}
-		msg := hostile(t, n, http.StatusBadRequest, bound, importOf(exportStream(t, manyRefs)))
-		if !strings.Contains(string(msg), fmt.Sprintf("has %d references", httpapi.MaxReferences+1)) {
-			t.Errorf("refusal of %d references: %s", httpapi.MaxReferences+1, msg)
+		return bs, resp.Header.Get(httpapi.NextCursorHeader)
+	}
+	var got []string
+	for after, pages := "", 0; ; pages++ {
+		bs, next := page("limit=3&after=" + after)
+		for _, b := range bs {
+			got = append(got, b.ID)
 		}
-		longRef := src
-		longRef.info.References = []string{"/nix/store/" + strings.Repeat("r", 4096)}
-		if msg := hostile(t, n, http.StatusBadRequest, bound, importOf(exportStream(t, longRef))); !strings.Contains(string(msg), "too long") {
-			t.Errorf("refusal of a 4 KiB reference: %s", msg)
+		if next == "" {
+			break
 		}
-		// A trailer that claims 2^20 references of 4 KiB is refused at the
-		// count, before anything of that size is read or allocated.
-		claim := exportStream(t, src)
-		claim = claim[:len(claim)-8] // the end marker
-		claim = claim[:bytes.LastIndex(claim, wireStr(src.info.Path))+len(wireStr(src.info.Path))]
-		claim = binary.LittleEndian.AppendUint64(claim, 1<<20)
-		for range 16 {
-			claim = append(claim, wireStr("/nix/store/"+strings.Repeat("r", 4085))...)
+		if pages > 5 {
+			t.Fatal("paging does not end")
 		}
-		if msg := hostile(t, n, http.StatusBadRequest, bound, importOf(claim)); !strings.Contains(string(msg), "1048576 references") {
-			t.Errorf("refusal of 2^20 references: %s", msg)
+		after = next
+	}
+	var want []string
+	for i := len(builds) - 1; i >= 0; i-- {
+		want = append(want, builds[i].ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("pages of 3 gave\n%v\nwant newest first\n%v", got, want)
+	}
+	if bs, _ := page(""); len(bs) != len(builds) {
+		t.Errorf("the default page has %d builds, want all %d", len(bs), len(builds))
+	}
+	for query, want := range map[string]int{
+		"system=test-b":                           3,
+		"derivation=" + fakeDrv(900):              3,
+		"derivation=" + fakeDrv(901) + "&limit=1": 1,
+		"node=elsewhere":                          0,
+		"system=test-a&state=queued":              4,
+	} {
+		if bs, _ := page(query); len(bs) != want {
+			t.Errorf("%s: %d builds, want %d", query, len(bs), want)
 		}
+	}
+}
 
-		big := sourceWithRefs(t, "big", strings.Repeat("b", 2<<20))
-		hostile(t, n, http.StatusRequestEntityTooLarge, bound, importOf(exportStream(t, big)))
-		put := func(p exportPath, body io.Reader) func() (int, []byte) {
-			return func() (int, []byte) {
-				return httpDo(t, http.MethodPut, apiURL(n, "/api/v1/nars?path="+p.info.Path), token, body)
-			}
+// testUploadLimits: imports bound references and paths before reading
+// them, uploads bound their size, and a refused upload keeps no file.
+func testUploadLimits(t *testing.T, n *Node, token string, bound uint64) {
+	files := len(narFilesOn(t, n))
+	src := sourceWithRefs(t, "fine", "content")
+	importOf := func(stream []byte) func() (int, []byte) {
+		return func() (int, []byte) {
+			return httpDo(t, http.MethodPost, apiURL(n, "/api/v1/nars/import"), token, bytes.NewReader(stream))
 		}
-		// Refused by its Content-Length before a byte is read, and while
-		// streaming when it sends no length.
-		hostile(t, n, http.StatusRequestEntityTooLarge, bound, put(big, bytes.NewReader(big.nar)))
-		hostile(t, n, http.StatusRequestEntityTooLarge, bound, put(big, io.MultiReader(bytes.NewReader(big.nar))))
-		// Within the limit but not the path it claims.
-		liar := src
-		liar.info.Path = sourceWithRefs(t, "liar", "other content").info.Path
-		hostile(t, n, http.StatusBadRequest, bound, put(liar, bytes.NewReader(src.nar)))
-		if left := narFilesOn(t, n); len(left) != files {
-			t.Fatalf("refused uploads left files behind: %v", left)
+	}
+	manyRefs := src
+	for i := range httpapi.MaxReferences + 1 {
+		manyRefs.info.References = append(manyRefs.info.References, fmt.Sprintf("/nix/store/%032d-r", i))
+	}
+	msg := hostile(t, n, http.StatusBadRequest, bound, importOf(exportStream(t, manyRefs)))
+	if !strings.Contains(string(msg), fmt.Sprintf("has %d references", httpapi.MaxReferences+1)) {
+		t.Errorf("refusal of %d references: %s", httpapi.MaxReferences+1, msg)
+	}
+	longRef := src
+	longRef.info.References = []string{"/nix/store/" + strings.Repeat("r", 4096)}
+	if msg := hostile(t, n, http.StatusBadRequest, bound, importOf(exportStream(t, longRef))); !strings.Contains(string(msg), "too long") {
+		t.Errorf("refusal of a 4 KiB reference: %s", msg)
+	}
+	// A trailer that claims 2^20 references of 4 KiB is refused at the
+	// count, before anything of that size is read or allocated.
+	claim := exportStream(t, src)
+	claim = claim[:len(claim)-8] // the end marker
+	claim = claim[:bytes.LastIndex(claim, wireStr(src.info.Path))+len(wireStr(src.info.Path))]
+	claim = binary.LittleEndian.AppendUint64(claim, 1<<20)
+	for range 16 {
+		claim = append(claim, wireStr("/nix/store/"+strings.Repeat("r", 4085))...)
+	}
+	if msg := hostile(t, n, http.StatusBadRequest, bound, importOf(claim)); !strings.Contains(string(msg), "1048576 references") {
+		t.Errorf("refusal of 2^20 references: %s", msg)
+	}
+
+	big := sourceWithRefs(t, "big", strings.Repeat("b", 2<<20))
+	hostile(t, n, http.StatusRequestEntityTooLarge, bound, importOf(exportStream(t, big)))
+	put := func(p exportPath, body io.Reader) func() (int, []byte) {
+		return func() (int, []byte) {
+			return httpDo(t, http.MethodPut, apiURL(n, "/api/v1/nars?path="+p.info.Path), token, body)
 		}
-		if code, b := put(src, bytes.NewReader(src.nar))(); code != http.StatusOK {
-			t.Fatalf("a fair upload: %d %s", code, b)
-		}
-	})
+	}
+	// Refused by its Content-Length before a byte is read, and while
+	// streaming when it sends no length.
+	hostile(t, n, http.StatusRequestEntityTooLarge, bound, put(big, bytes.NewReader(big.nar)))
+	hostile(t, n, http.StatusRequestEntityTooLarge, bound, put(big, io.MultiReader(bytes.NewReader(big.nar))))
+	// Within the limit but not the path it claims.
+	liar := src
+	liar.info.Path = sourceWithRefs(t, "liar", "other content").info.Path
+	hostile(t, n, http.StatusBadRequest, bound, put(liar, bytes.NewReader(src.nar)))
+	if left := narFilesOn(t, n); len(left) != files {
+		t.Fatalf("refused uploads left files behind: %v", left)
+	}
+	if code, b := put(src, bytes.NewReader(src.nar))(); code != http.StatusOK {
+		t.Fatalf("a fair upload: %d %s", code, b)
+	}
 }
 
 // TestNode_PublicRead checks what an anonymous client may read under each
@@ -359,6 +371,11 @@ func TestNode_PublicRead(t *testing.T) {
 		if code != http.StatusUnauthorized {
 			t.Errorf("anonymous cancel on a public-read node: %d, want 401", code)
 		}
+		// n keeps its node list from anonymous readers, yet a member
+		// finds n's gossip address through it, on the cluster port.
+		testutil.Eventually(t, 20*time.Second, "o reads n's node list over the cluster port", func() bool {
+			return slices.Contains(o.peers.FromState(context.Background()), n.gossipAdvertise())
+		})
 	})
 	t.Run("a bad setting", func(t *testing.T) {
 		if _, err := New(m.config("bad", func(c *Config) { c.PublicRead = "some" })); err == nil {

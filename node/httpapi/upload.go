@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,22 +120,10 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	var exp narcache.Expect
-	if s := q.Get("nar_hash"); s != "" {
-		h, err := store.ParseHash(s)
-		if err != nil {
-			apiError(w, http.StatusBadRequest, "nar_hash: %v", err)
-			return
-		}
-		exp.NarHash = h
-	}
-	if s := q.Get("nar_size"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || v <= 0 {
-			apiError(w, http.StatusBadRequest, "nar_size must be a positive number")
-			return
-		}
-		exp.NarSize = v
+	exp, msg := uploadExpect(q)
+	if msg != "" {
+		apiError(w, http.StatusBadRequest, "%s", msg)
+		return
 	}
 	if r.ContentLength > api.cfg.MaxUpload || exp.NarSize > api.cfg.MaxUpload {
 		apiError(w, http.StatusRequestEntityTooLarge, "%s: a NAR over the upload limit of %d bytes", path, api.cfg.MaxUpload)
@@ -197,6 +186,27 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 	hp, _ := consensus.HashPart(path)
 	api.copies.ReplicateAsync(hp)
 	writeJSON(w, http.StatusOK, wire.NarRecord{Path: path, NarHash: rec.NarHash, NarSize: rec.NarSize})
+}
+
+// uploadExpect is what an upload's query says its NAR is, or why the
+// query is malformed.
+func uploadExpect(q url.Values) (narcache.Expect, string) {
+	var exp narcache.Expect
+	if s := q.Get("nar_hash"); s != "" {
+		h, err := store.ParseHash(s)
+		if err != nil {
+			return exp, fmt.Sprintf("nar_hash: %v", err)
+		}
+		exp.NarHash = h
+	}
+	if s := q.Get("nar_size"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v <= 0 {
+			return exp, "nar_size must be a positive number"
+		}
+		exp.NarSize = v
+	}
+	return exp, ""
 }
 
 // importError is why an import was refused, with its HTTP status.
