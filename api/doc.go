@@ -18,7 +18,7 @@
 //	GET  /api/v1/status              Status
 //	GET  /api/v1/nodes               []Node
 //	GET  /api/v1/key                 Key
-//	GET  /api/v1/builds              []Build  (?state=S&tag=k=v&limit=N&fresh=1)
+//	GET  /api/v1/builds              []Build  (?state=S&tag=k=v&system=S&node=N&derivation=D&limit=N&after=ID&fresh=1)
 //	GET  /api/v1/builds/{id}         Build    (?fresh=1)
 //	GET  /api/v1/builds/{id}/log     plain text (?follow=1)
 //	POST /api/v1/builds              SubmitRequest → SubmitResponse

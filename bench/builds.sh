@@ -62,7 +62,7 @@ start_node() {
 
 ready() { [ -s "$tmp/n1/join-token" ] && [ -s "$tmp/n1/admin-token" ]; }
 mesh_up() {
-	"$dm" nodes --json --server "$(url 1)" 2>/dev/null |
+	"$dm" nodes --json --server "$(url 1)" --token "$(cat "$tmp/n1/admin-token")" 2>/dev/null |
 		jq -e '[.[] | select(.status == "alive" and .max_jobs == 2)] | length == 3' >/dev/null
 }
 
@@ -94,7 +94,7 @@ t1=$(date +%s%N)
 count=$(wc -l <"$tmp/ids")
 echo "submitted $count builds (upload and submit: $(((t1 - t0) / 1000000)) ms)"
 
-listing() { "$dm" builds --json --tag "bench=$salt" --limit 0 --server "$(url 1)"; }
+listing() { "$dm" builds --json --tag "bench=$salt" --limit 0 --server "$(url 1)" --token "$token"; }
 # finished: every build ended, or one failed for good.
 finished() {
 	listing >"$tmp/builds.new" 2>/dev/null || return 1
@@ -140,7 +140,7 @@ jq -r '.[] | [.derivation, .created_at, (.attempts[-1].started_at), (.attempts[-
 
 # Where the time inside an attempt goes, per phase, from every node's
 # drvmesh_build_phase_seconds histogram.
-for i in 1 2 3; do curl -fsS "$(url "$i")/metrics"; done |
+for i in 1 2 3; do curl -fsS -H "Authorization: Bearer $token" "$(url "$i")/metrics"; done |
 	awk '/^drvmesh_build_phase_seconds_(sum|count)/ {
 		match($0, /phase="[a-z]+"/); ph = substr($0, RSTART + 7, RLENGTH - 8)
 		if ($0 ~ /_sum/) sum[ph] += $2; else cnt[ph] += $2

@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 start_node 1
 wait_for 30 file_ready "$tmp/n1/join-token"
 join=$(cat "$tmp/n1/join-token")
+wait_for 30 file_ready "$tmp/n1/admin-token"
+admin=$(cat "$tmp/n1/admin-token")
 wait_for 30 voters_on 1 1
 start_node 2 "$join"
 wait_for 30 voters_on 1 2
@@ -21,7 +23,7 @@ while [ "$run" -le "$RUNS" ]; do
 	i=$((run + 2))
 	t0=$(date +%s%N)
 	start_node "$i" "$join"
-	ms=$("$tmp/meshbench" member --urls "$(url 1),$(url 2),$(url "$i")" --name "n$i" --since "$t0" --timeout 30s)
+	ms=$("$tmp/meshbench" member --urls "$(url 1),$(url 2),$(url "$i")" --name "n$i" --token "$admin" --since "$t0" --timeout 30s)
 	echo "run $run: n$i seen alive by all 3 nodes after $ms ms"
 	echo "$ms" >>"$tmp/times"
 	stop_node "$i" TERM

@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/internal/testutil"
-	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // buildMesh is a mesh of nix-building nodes, each with its own chroot
@@ -109,16 +108,14 @@ func (m *buildMesh) cli(args ...string) (string, error) {
 
 // submit runs drvmesh submit --json against node n for drvs in the client
 // store under root and returns the created (or found) builds.
-func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string) []httpapi.SubmittedBuild {
+func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string) []api.SubmittedBuild {
 	m.t.Helper()
 	args := append([]string{"submit", "--json", "--nix-store", "local?root=" + root, "--server", n.URL(), "--token", m.token}, flags...)
 	out, err := m.cli(append(args, drvs...)...)
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	var res struct {
-		Builds []httpapi.SubmittedBuild `json:"builds"`
-	}
+	var res api.SubmitResponse
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		m.t.Fatalf("submit output %q: %v", out, err)
 	}
@@ -127,26 +124,36 @@ func (m *buildMesh) submit(n *Node, root string, flags []string, drvs ...string)
 
 // getBuild reads one build through node n's API, as a client would; nil
 // while the mesh elects a leader.
-func getBuild(t *testing.T, n *Node, id string) *consensus.Build {
+func getBuild(t *testing.T, n *Node, id string) *api.Build {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/builds/"+id+"?fresh=1"), "", nil)
+	code, body := adminGet(t, n, "/api/v1/builds/"+id+"?fresh=1")
 	if code == http.StatusServiceUnavailable {
 		return nil
 	}
 	if code != http.StatusOK {
 		t.Fatalf("GET build %s: %d %s", id, code, body)
 	}
-	var b consensus.Build
-	if err := json.Unmarshal(body, &b); err != nil {
+	b, err := decodeStrict[api.Build](body)
+	if err != nil {
 		t.Fatalf("build %s: %v", id, err)
 	}
 	return &b
 }
 
+// decodeStrict decodes the JSON of an API answer into T, refusing a field
+// T lacks: the replicated records must not leak to clients unnoticed.
+func decodeStrict[T any](body []byte) (T, error) {
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&v)
+	return v, err
+}
+
 // waitState waits until a build is in one of states and returns it.
-func waitState(t *testing.T, n *Node, id string, timeout time.Duration, states ...string) *consensus.Build {
+func waitState(t *testing.T, n *Node, id string, timeout time.Duration, states ...string) *api.Build {
 	t.Helper()
-	var b *consensus.Build
+	var b *api.Build
 	defer func() {
 		if t.Failed() {
 			t.Logf("build %s last seen as %+v", id, b)
@@ -157,7 +164,7 @@ func waitState(t *testing.T, n *Node, id string, timeout time.Duration, states .
 			return false
 		}
 		for _, s := range states {
-			if b.State == s {
+			if string(b.State) == s {
 				return true
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/drvmesh/drvmesh/node/httpapi"
+
 	"github.com/drvmesh/drvmesh/builder"
 )
 
@@ -55,6 +57,12 @@ type Config struct {
 	MinCopies int
 	// QuotaBytes limits this node's nar store (0 = no limit).
 	QuotaBytes int64
+	// PublicRead is what anyone may read without the admin token:
+	// "cache" (the default: the binary cache, its keys and
+	// /api/v1/status) or "all" (builds, logs, nodes, metrics too).
+	PublicRead string
+	// MaxUpload bounds one uploaded source NAR (0 = 4 GiB).
+	MaxUpload int64
 	// MaxVoters is the number of raft voters the leader keeps.
 	MaxVoters int
 	// Scale multiplies every raft and gossip timing: 1 for a LAN, more for
@@ -100,18 +108,19 @@ const defaultQuotaInterval = 30 * time.Second
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		DataDir:   "drvmesh-data",
-		Name:      host,
-		Listen:    "127.0.0.1:7700",
-		Builder:   "nix",
-		StoreDir:  "/nix/store",
-		Systems:   []string{hostSystem()},
-		MaxJobs:   max(1, runtime.NumCPU()/2),
-		Strategy:  "derivation-ordered",
-		MinCopies: 2,
-		MaxVoters: 5,
-		Scale:     1,
-		DeadAfter: 30 * time.Second,
+		DataDir:    "drvmesh-data",
+		Name:       host,
+		Listen:     "127.0.0.1:7700",
+		Builder:    "nix",
+		StoreDir:   "/nix/store",
+		Systems:    []string{hostSystem()},
+		MaxJobs:    max(1, runtime.NumCPU()/2),
+		Strategy:   "derivation-ordered",
+		PublicRead: string(httpapi.PublicReadCache),
+		MinCopies:  2,
+		MaxVoters:  5,
+		Scale:      1,
+		DeadAfter:  30 * time.Second,
 	}
 }
 
@@ -158,6 +167,15 @@ func (c *Config) fill() error {
 	}
 	if c.Strategy == "" {
 		c.Strategy = d.Strategy
+	}
+	if c.PublicRead == "" {
+		c.PublicRead = d.PublicRead
+	}
+	if _, err := httpapi.ParsePublicRead(c.PublicRead); err != nil {
+		return fmt.Errorf("%w: --public-read must be cache or all, not %q", ErrConfig, c.PublicRead)
+	}
+	if c.MaxUpload <= 0 {
+		c.MaxUpload = httpapi.DefaultMaxUpload
 	}
 	if c.Strategy != "basic" && c.Strategy != "derivation-ordered" {
 		return fmt.Errorf("%w: strategy must be basic or derivation-ordered, not %q", ErrConfig, c.Strategy)

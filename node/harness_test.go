@@ -25,9 +25,14 @@ type testMesh struct {
 	nodes map[string]*Node
 	cfgs  map[string]Config
 	base  string
+	admin string // the admin token, once a node bootstrapped the mesh
 
 	logsDone *atomic.Bool
 }
+
+// nodeTokens maps each test node to its mesh's admin token, for the reads
+// that need it (see tokenOf).
+var nodeTokens sync.Map
 
 func newTestMesh(t testing.TB) *testMesh {
 	t.Helper()
@@ -93,8 +98,26 @@ func (m *testMesh) start(cfg Config) *Node {
 	}
 	m.mu.Lock()
 	m.nodes[cfg.Name], m.cfgs[cfg.Name] = n, cfg
+	if n.AdminToken != "" {
+		m.admin = n.AdminToken
+	}
+	nodeTokens.Store(n, m.admin)
 	m.mu.Unlock()
+	m.t.Cleanup(func() { nodeTokens.Delete(n) })
 	return n
+}
+
+// tokenOf is the admin token of n's mesh.
+func tokenOf(n *Node) string {
+	tok, _ := nodeTokens.Load(n)
+	s, _ := tok.(string)
+	return s
+}
+
+// adminGet reads path from n with the admin token, as the CLI does.
+func adminGet(t *testing.T, n *Node, path string) (int, []byte) {
+	t.Helper()
+	return httpDo(t, http.MethodGet, apiURL(n, path), tokenOf(n), nil)
 }
 
 // bootstrap starts the first node of a new mesh.

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
 )
@@ -180,9 +180,11 @@ func TestNode_Hooks(t *testing.T) {
 			t.Fatalf("hook runs (event, build) → count:\n got %v\nwant %v", got, want)
 		}
 		// The hook got the build JSON on stdin.
-		var b consensus.Build
 		raw, err := os.ReadFile(filepath.Join(shared, "stdin-"+consensus.EventBuildCanceled+"-"+ids[1]))
-		if err != nil || json.Unmarshal(raw, &b) != nil || b.ID != ids[1] || b.State != consensus.StateCanceled {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := decodeStrict[api.Build](raw); err != nil || b.ID != ids[1] || b.State != api.StateCanceled || b.FinishedAt == nil {
 			t.Errorf("stdin of the canceled hook = %s (%v)", raw, err)
 		}
 	})

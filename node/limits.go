@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/drvmesh/drvmesh/internal/httplimit"
+	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // What one client may hold of the public HTTP server. A Nix client opens
@@ -34,7 +35,7 @@ func publicRule(r *http.Request) httplimit.Rule {
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/builds":
 		return httplimit.Rule{MaxBody: 16 << 20, ReadFor: 2 * time.Minute}
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/paths/missing":
-		return httplimit.Rule{MaxBody: 8 << 20, ReadFor: time.Minute}
+		return httplimit.Rule{MaxBody: httpapi.MaxMissingBody, ReadFor: time.Minute}
 	}
 	return httplimit.Rule{MaxBody: 1 << 20, ReadFor: time.Minute}
 }

@@ -14,7 +14,7 @@ import (
 // metricValue reads one unlabelled sample from n's /metrics.
 func metricValue(t *testing.T, n *Node, name string) (string, bool) {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, apiURL(n, "/metrics"), "", nil)
+	code, body := adminGet(t, n, "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}

@@ -13,9 +13,9 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
-	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // steady triples the test timings: six nodes under -race on a busy
@@ -46,10 +46,10 @@ func (m *testMesh) running() []string {
 }
 
 // apiStatus reads GET /api/v1/status from n.
-func apiStatus(t *testing.T, n *Node) httpapi.StatusJSON {
+func apiStatus(t *testing.T, n *Node) api.Status {
 	t.Helper()
 	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/status"), "", nil)
-	var st httpapi.StatusJSON
+	var st api.Status
 	if code != http.StatusOK {
 		t.Fatalf("status from %s = %d %s", n.Name(), code, body)
 	}
@@ -60,17 +60,17 @@ func apiStatus(t *testing.T, n *Node) httpapi.StatusJSON {
 }
 
 // apiNodes reads GET /api/v1/nodes from n, by name.
-func apiNodes(t *testing.T, n *Node) map[string]httpapi.NodeJSON {
+func apiNodes(t *testing.T, n *Node) map[string]api.Node {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, apiURL(n, "/api/v1/nodes"), "", nil)
-	var list []httpapi.NodeJSON
+	code, body := adminGet(t, n, "/api/v1/nodes")
+	var list []api.Node
 	if code != http.StatusOK {
 		t.Fatalf("nodes from %s = %d %s", n.Name(), code, body)
 	}
 	if err := json.Unmarshal(body, &list); err != nil {
 		t.Fatalf("nodes from %s: %v: %s", n.Name(), err, body)
 	}
-	out := map[string]httpapi.NodeJSON{}
+	out := map[string]api.Node{}
 	for _, nd := range list {
 		out[nd.Name] = nd
 	}

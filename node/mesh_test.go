@@ -4,13 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
-	"github.com/drvmesh/drvmesh/node/httpapi"
 )
 
 // fakeDrv is a well-formed .drv path for state-only tests.
@@ -47,8 +46,8 @@ func TestMesh_JoinWriteFailover(t *testing.T) {
 			st := m.node("n1").api.Status()
 			return len(st.Voters) == 3
 		})
-		code, body := httpDo(t, http.MethodGet, apiURL(m.node("n3"), "/api/v1/nodes"), "", nil)
-		var nodes []httpapi.NodeJSON
+		code, body := adminGet(t, m.node("n3"), "/api/v1/nodes")
+		var nodes []api.Node
 		if code != 200 || json.Unmarshal(body, &nodes) != nil || len(nodes) != 3 {
 			t.Fatalf("nodes = %d %s", code, body)
 		}

@@ -124,7 +124,7 @@ func narDirEntries(t *testing.T, n *Node) []string {
 // badPeerCount scrapes n's bad-peer counter from /metrics.
 func badPeerCount(t *testing.T, n *Node) float64 {
 	t.Helper()
-	code, body := httpDo(t, http.MethodGet, apiURL(n, "/metrics"), "", nil)
+	code, body := adminGet(t, n, "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}

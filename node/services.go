@@ -126,7 +126,7 @@ func (n *Node) startGossip(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.peers = cluster.NewPeers(n.cfg.DataDir, n.cfg.Name, n.gossip, n.gossipAdvertise, n.raft.State)
+	n.peers = cluster.NewPeers(n.cfg.DataDir, n.cfg.Name, n.gossip, n.gossipAdvertise, n.raft.State, n.creds.RPC)
 	if err := n.gossip.SetMeta(n.presence.meta()); err != nil {
 		return err
 	}
@@ -169,17 +169,19 @@ func (n *Node) startRooms(context.Context) error {
 		Name: n.cfg.Name, StoreDir: n.cfg.StoreDir, PublicKey: n.PublicKey(), Guix: n.creds.Guix,
 		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Copies: n.keep, Jobs: n.agent, Files: n.files, Disk: n.disk,
 		NoLeader: ErrNoLeader, TokenHash: cluster.TokenHash,
+		PublicRead: httpapi.PublicRead(n.cfg.PublicRead), MaxUpload: n.cfg.MaxUpload,
 		Join:  cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log),
 		Cache: n.cache, Metrics: n.metrics.handler(),
 	})
 	n.leader = leader.New(leader.Config{
 		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,
-		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL,
+		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL, BuildJSON: httpapi.BuildJSON,
 		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.keep, Submit: n.api,
 		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
 	})
 	rooms := http.NewServeMux()
 	n.keep.Routes(rooms)
+	rooms.HandleFunc("GET "+cluster.NodesRoute, n.api.ServeNodes)
 	n.rpcRooms.h.Store(rooms)
 	return nil
 }

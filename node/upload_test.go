@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/drvmesh/drvmesh/node/httpapi"
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/store"
 )
 
@@ -76,7 +76,7 @@ func exportStream(t *testing.T, paths ...exportPath) []byte {
 func missingPaths(t *testing.T, n *Node, paths ...string) []string {
 	t.Helper()
 	req, _ := json.Marshal(map[string]any{"paths": paths})
-	code, body := httpDo(t, http.MethodPost, apiURL(n, "/api/v1/paths/missing"), "", bytes.NewReader(req))
+	code, body := httpDo(t, http.MethodPost, apiURL(n, "/api/v1/paths/missing"), tokenOf(n), bytes.NewReader(req))
 	if code != http.StatusOK {
 		t.Fatalf("paths/missing: %d %s", code, body)
 	}
@@ -135,7 +135,7 @@ func TestNode_UploadImport(t *testing.T) {
 			t.Fatalf("import = %d %s", code, body)
 		}
 		var res struct {
-			Imported []httpapi.ImportedJSON `json:"imported"`
+			Imported []api.NarRecord `json:"imported"`
 		}
 		if err := json.Unmarshal(body, &res); err != nil {
 			t.Fatal(err)

@@ -23,12 +23,22 @@ import (
 // exportMagic follows each NAR of an export stream.
 const exportMagic = 0x4558494e
 
-// Bounds on what an export stream's trailer may hold.
+// Bounds on what an export stream's trailer may hold, unless
+// ExportReader.SetLimits changes them.
 const (
 	exportMaxPath = 4096
 	exportMaxRefs = 1 << 20
 	exportMaxSig  = 64 << 10
 )
+
+// ExportLimits bound what one record's trailer may hold; each is checked
+// before anything of that size is allocated. A zero field keeps the
+// reader's default (4096-byte paths, 2^20 references, 64 KiB signatures).
+type ExportLimits struct {
+	MaxPath       int // bytes of the path, each reference and the deriver
+	MaxReferences int // references of one record
+	MaxSignature  int // bytes of the signature
+}
 
 // ExportInfo is the trailer of one record of an export stream: what
 // follows the path's NAR.
@@ -177,13 +187,28 @@ type ExportReader struct {
 	state exportState
 	nar   narFramer
 	err   error
+	lim   ExportLimits
 }
 
 // NewExportReader returns a reader of the export stream in r. The stream
 // must end right after its end marker.
 func NewExportReader(r io.Reader) *ExportReader {
 	br := bufio.NewReaderSize(r, 64<<10)
-	return &ExportReader{r: br, nar: narFramer{src: br}}
+	return &ExportReader{r: br, nar: narFramer{src: br}, lim: ExportLimits{exportMaxPath, exportMaxRefs, exportMaxSig}}
+}
+
+// SetLimits bounds the trailers read from now on; zero fields keep the
+// current bounds. A reader of untrusted streams sets tighter ones.
+func (e *ExportReader) SetLimits(l ExportLimits) {
+	if l.MaxPath > 0 {
+		e.lim.MaxPath = l.MaxPath
+	}
+	if l.MaxReferences > 0 {
+		e.lim.MaxReferences = l.MaxReferences
+	}
+	if l.MaxSignature > 0 {
+		e.lim.MaxSignature = l.MaxSignature
+	}
 }
 
 // Next advances to the next record and returns a reader of its NAR. It
@@ -251,24 +276,24 @@ func (e *ExportReader) trailer() (ExportInfo, error) {
 	if magic != exportMagic {
 		return info, exportErrorf("magic %#x after the nar, want %#x", magic, exportMagic)
 	}
-	if info.Path, err = e.str(exportMaxPath, "path"); err != nil {
+	if info.Path, err = e.str(e.lim.MaxPath, "path"); err != nil {
 		return info, err
 	}
 	count, err := e.u64("reference count")
 	if err != nil {
 		return info, err
 	}
-	if count > exportMaxRefs {
+	if count > uint64(e.lim.MaxReferences) {
 		return info, exportErrorf("%s has %d references", info.Path, count)
 	}
 	for range count {
-		ref, err := e.str(exportMaxPath, "reference")
+		ref, err := e.str(e.lim.MaxPath, "reference")
 		if err != nil {
 			return info, err
 		}
 		info.References = append(info.References, ref)
 	}
-	if info.Deriver, err = e.str(exportMaxPath, "deriver"); err != nil {
+	if info.Deriver, err = e.str(e.lim.MaxPath, "deriver"); err != nil {
 		return info, err
 	}
 	hasSig, err := e.u64("signature flag")
@@ -278,7 +303,7 @@ func (e *ExportReader) trailer() (ExportInfo, error) {
 	switch hasSig {
 	case 0:
 	case 1:
-		if info.Signature, err = e.str(exportMaxSig, "signature"); err != nil {
+		if info.Signature, err = e.str(e.lim.MaxSignature, "signature"); err != nil {
 			return info, err
 		}
 	default:

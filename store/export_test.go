@@ -289,3 +289,38 @@ func TestExportWriter_MatchesNix(t *testing.T) {
 		}
 	})
 }
+
+func TestExportReader_SetLimits(t *testing.T) {
+	paths, infos := exportFixture(t)
+	var stream bytes.Buffer
+	ew := NewExportWriter(&stream)
+	if err := ew.WritePath(infos[1], paths[1]); err != nil { // two references
+		t.Fatal(err)
+	}
+	if err := ew.Close(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(l ExportLimits) error {
+		er := NewExportReader(bytes.NewReader(stream.Bytes()))
+		er.SetLimits(l)
+		if _, err := er.Next(); err != nil {
+			return err
+		}
+		_, err := er.Info()
+		return err
+	}
+	if err := read(ExportLimits{}); err != nil {
+		t.Fatalf("default limits: %v", err)
+	}
+	if err := read(ExportLimits{MaxReferences: 2, MaxPath: len(infos[1].Deriver)}); err != nil {
+		t.Fatalf("limits that fit: %v", err)
+	}
+	for name, l := range map[string]ExportLimits{
+		"references": {MaxReferences: 1},
+		"path":       {MaxPath: len(infos[1].Path) - 1},
+	} {
+		if err := read(l); !errors.Is(err, ErrBadNar) {
+			t.Errorf("%s over the limit: %v, want ErrBadNar", name, err)
+		}
+	}
+}

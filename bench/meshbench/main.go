@@ -2,7 +2,7 @@
 // scripts against running drvmesh nodes, through their public HTTP API.
 //
 //	meshbench write   --urls U1,U2 --token T --since NS   time to the first accepted write
-//	meshbench member  --urls U1,U2 --name N --since NS    time until every node lists N alive
+//	meshbench member  --urls U1,U2 --name N --token T --since NS   time until every node lists N alive
 //	meshbench stats   < numbers                            median, p90, min, max
 //
 // --since is a Unix time in nanoseconds (date +%s%N) taken just before the
@@ -159,6 +159,7 @@ func runMember(args []string) error {
 	fs := flag.NewFlagSet("member", flag.ExitOnError)
 	mk := commonFlags(fs)
 	name := fs.String("name", "", "the node to wait for")
+	token := fs.String("token", "", "admin token (the node list needs it unless --public-read all)")
 	_ = fs.Parse(args)
 	c, err := mk()
 	if err != nil {
@@ -169,7 +170,7 @@ func runMember(args []string) error {
 	seen := map[string]bool{}
 	for time.Now().Before(deadline) {
 		for _, u := range c.urls {
-			if !seen[u] && listsAlive(client, u, *name) {
+			if !seen[u] && listsAlive(client, u, *token, *name) {
 				seen[u] = true
 			}
 		}
@@ -182,10 +183,13 @@ func runMember(args []string) error {
 	return fmt.Errorf("%s not alive on every node after %v (%d of %d)", *name, c.timeout, len(seen), len(c.urls))
 }
 
-func listsAlive(client *http.Client, base, name string) bool {
+func listsAlive(client *http.Client, base, token, name string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/nodes", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return false

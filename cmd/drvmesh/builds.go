@@ -18,18 +18,27 @@ func init() {
 	register("show", "one build", runShow)
 }
 
+// buildsPage is the largest page the API answers (SPEC: at least 500).
+const buildsPage = 1000
+
 func runBuilds(args []string) error {
 	fs := newFlags("builds")
 	asJSON := fs.Bool("json", false, "print JSON")
 	state := fs.String("state", "", "only builds in this state")
 	var tags multiFlag
 	fs.Var(&tags, "tag", "only builds with this tag k=v (repeatable)")
-	limit := fs.Int("limit", 50, "at most this many")
+	system := fs.String("system", "", "only builds for this system")
+	nodeName := fs.String("node", "", "only builds scheduled on or run by this node")
+	drv := fs.String("derivation", "", "only builds of this .drv path")
+	limit := fs.Int("limit", 50, "at most this many (0: all, fetched a page at a time)")
 	mk := clientFlags(fs)
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
 		return usageErr("builds takes no arguments")
+	}
+	if *limit < 0 {
+		return usageErr("--limit must not be negative")
 	}
 	q := url.Values{}
 	if *state != "" {
@@ -45,15 +54,16 @@ func runBuilds(args []string) error {
 		}
 		q.Add("tag", t)
 	}
-	q.Set("limit", strconv.Itoa(*limit))
-	var bs []api.Build
-	if err := mk().get(context.Background(), "/api/v1/builds", q, &bs); err != nil {
+	for k, v := range map[string]string{"system": *system, "node": *nodeName, "derivation": *drv} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	bs, err := listBuilds(context.Background(), mk(), q, *limit)
+	if err != nil {
 		return err
 	}
 	if *asJSON {
-		if bs == nil {
-			bs = []api.Build{}
-		}
 		return printJSON(bs)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -62,6 +72,29 @@ func runBuilds(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", b.ID, b.State, b.Node, b.Priority, b.CreatedAt.Local().Format(time.DateTime), b.Derivation)
 	}
 	return tw.Flush()
+}
+
+// listBuilds fetches up to limit builds (0: all) matching q, newest
+// first, a page at a time: each page continues after the last build of
+// the one before.
+func listBuilds(ctx context.Context, c *client, q url.Values, limit int) ([]api.Build, error) {
+	out := []api.Build{}
+	for {
+		page := buildsPage
+		if limit > 0 {
+			page = min(page, limit-len(out))
+		}
+		q.Set("limit", strconv.Itoa(page))
+		var bs []api.Build
+		if err := c.get(ctx, "/api/v1/builds", q, &bs); err != nil {
+			return nil, err
+		}
+		out = append(out, bs...)
+		if len(bs) < page || limit > 0 && len(out) >= limit {
+			return out, nil
+		}
+		q.Set("after", bs[len(bs)-1].ID)
+	}
 }
 
 func runShow(args []string) error {

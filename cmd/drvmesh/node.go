@@ -44,6 +44,8 @@ func nodeFlags(fs *flag.FlagSet) func() (node.Config, error) {
 	strategy := fs.String("strategy", d.Strategy, "allocation strategy of a new mesh: basic or derivation-ordered")
 	minCopies := fs.Int("min-copies", d.MinCopies, "nodes each nar is kept on (set when bootstrapping)")
 	quota := fs.Int64("quota", 0, "bytes of nars this node keeps at most (0: no limit)")
+	publicRead := fs.String("public-read", d.PublicRead, "what anyone may read without the admin token: cache (the binary cache, keys and status) or all (builds, logs, nodes, metrics too)")
+	maxUpload := fs.Int64("max-upload", 0, "bytes of one uploaded source NAR at most (0: 4 GiB)")
 	scale := fs.Float64("timing-scale", 1, "multiply raft and gossip timings (LAN 1; WAN or volunteer meshes 3-10)")
 	guixKey := fs.Bool("guix-key", false, "also make a Guix signing key when bootstrapping")
 	relays := fs.String("relays", "", "for a node behind NAT: libp2p multiaddrs (ADDR/p2p/PEERID, comma-separated) of members started with --relay-service")
@@ -65,7 +67,7 @@ func nodeFlags(fs *flag.FlagSet) func() (node.Config, error) {
 			JoinToken: joinToken, Builder: *builder, NixStore: *nixStore, StoreDir: *storeDir,
 			Systems: splitList(*systems), Features: splitList(*features), MaxJobs: *maxJobs,
 			HooksDir: *hooks, Retries: *retries, Strategy: *strategy, MinCopies: *minCopies,
-			QuotaBytes: *quota, Scale: *scale, GuixKey: *guixKey, RelayPeers: splitList(*relays),
+			QuotaBytes: *quota, PublicRead: *publicRead, MaxUpload: *maxUpload, Scale: *scale, GuixKey: *guixKey, RelayPeers: splitList(*relays),
 			RelayService: *relayService,
 			JoinTokenTTL: *tokenTTL,
 			Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),

@@ -208,7 +208,13 @@ func missing(tb *testbed.Testbed, h string, paths []string) []string {
 		return nil
 	}
 	body, _ := json.Marshal(map[string][]string{"paths": paths})
-	resp, err := tb.HTTP().Post(tb.URL(h)+"/api/v1/paths/missing", "application/json", bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, tb.URL(h)+"/api/v1/paths/missing", bytes.NewReader(body))
+	if err != nil {
+		return paths
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tb.AdminToken()) // the query needs the admin token
+	resp, err := tb.HTTP().Do(req)
 	if err != nil {
 		return paths
 	}

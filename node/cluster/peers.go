@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 )
@@ -30,13 +31,19 @@ type Peers struct {
 	gossip  Members
 	self    func() string // this node's gossip address
 	state   func() *consensus.FSM
-	saved   string // the peers file's content, to write it only on change
+	rpc     *http.Client // the cluster port's mutual-TLS client
+	saved   string       // the peers file's content, to write it only on change
 }
 
-// NewPeers keeps the peers of the node name.
-func NewPeers(dataDir, name string, g Members, self func() string, state func() *consensus.FSM) *Peers {
-	return &Peers{dataDir: dataDir, name: name, gossip: g, self: self, state: state}
+// NewPeers keeps the peers of the node name; rpc reaches the members'
+// cluster ports.
+func NewPeers(dataDir, name string, g Members, self func() string, state func() *consensus.FSM, rpc *http.Client) *Peers {
+	return &Peers{dataDir: dataDir, name: name, gossip: g, self: self, state: state, rpc: rpc}
 }
+
+// NodesRoute is the cluster port's copy of GET /api/v1/nodes: members ask
+// it over mutual TLS, as the public one may need the admin token.
+const NodesRoute = "/rpc/nodes"
 
 // Live are the gossip addresses of the members alive now,
 // this node first.
@@ -99,17 +106,17 @@ func (p *Peers) FromState(ctx context.Context) []string {
 	}
 	var addrs []string
 	for _, rec := range recs {
-		if rec.Name == p.name || rec.HTTP == "" {
+		if rec.Name == p.name || rec.Raft == "" {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+rec.HTTP+"/api/v1/nodes", nil)
-		resp, err := http.DefaultClient.Do(req)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+rec.Raft+NodesRoute, nil)
+		resp, err := p.rpc.Do(req)
 		if err == nil {
-			var nodes []struct{ Name, Gossip, Status string }
+			var nodes []api.Node
 			if json.NewDecoder(resp.Body).Decode(&nodes) == nil {
 				for _, nd := range nodes {
-					if nd.Name != p.name && nd.Gossip != "" && nd.Status == "alive" {
+					if nd.Name != p.name && nd.Gossip != "" && nd.Status == api.NodeAlive {
 						addrs = append(addrs, nd.Gossip)
 					}
 				}

@@ -2,15 +2,13 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"sort"
-	"strconv"
-	"strings"
 
+	wire "github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/store"
@@ -21,59 +19,34 @@ import (
 // everything else.
 func (api *API) Handler() http.Handler {
 	mux := http.NewServeMux()
+	// Public: readiness and the binary cache with its keys (see PublicRead).
 	mux.HandleFunc("GET /api/v1/status", api.handleStatus)
-	mux.HandleFunc("GET /api/v1/nodes", api.handleNodes)
 	mux.HandleFunc("GET /api/v1/key", api.handleKey)
 	mux.HandleFunc("GET /signing-key.pub", api.handleGuixKey)
-	mux.Handle("POST /api/v1/join", api.cfg.Join)
-	mux.HandleFunc("GET /api/v1/builds", api.handleListBuilds)
+	mux.Handle("POST /api/v1/join", api.cfg.Join) // proves a join token itself
+	mux.Handle("/", api.cfg.Cache)
+	// Reads that need the admin token unless --public-read all.
+	mux.HandleFunc("GET /api/v1/nodes", api.reader(http.HandlerFunc(api.handleNodes)))
+	mux.HandleFunc("GET /api/v1/builds", api.reader(http.HandlerFunc(api.handleListBuilds)))
+	mux.HandleFunc("GET /api/v1/builds/{id}", api.reader(http.HandlerFunc(api.handleShowBuild)))
+	mux.HandleFunc("GET /api/v1/builds/{id}/log", api.reader(http.HandlerFunc(api.handleBuildLog)))
+	mux.HandleFunc("GET /log/", api.reader(api.cfg.Cache))
+	mux.HandleFunc("GET /metrics", api.reader(api.cfg.Metrics))
+	mux.HandleFunc("GET /{$}", api.reader(http.HandlerFunc(api.handleWeb)))
+	// Writes, and the missing-path query (which reads a large body).
 	mux.HandleFunc("POST /api/v1/builds", api.admin(api.handleSubmit))
-	mux.HandleFunc("GET /api/v1/builds/{id}", api.handleShowBuild)
-	mux.HandleFunc("GET /api/v1/builds/{id}/log", api.handleBuildLog)
 	mux.HandleFunc("POST /api/v1/cancel", api.admin(api.handleCancel))
-	mux.HandleFunc("POST /api/v1/paths/missing", api.handleMissing)
+	mux.HandleFunc("POST /api/v1/paths/missing", api.admin(api.handleMissing))
 	mux.HandleFunc("PUT /api/v1/nars", api.admin(api.handleUploadNar))
 	mux.HandleFunc("POST /api/v1/nars/import", api.admin(api.handleImportNars))
-	mux.Handle("GET /metrics", api.cfg.Metrics)
-	mux.HandleFunc("GET /{$}", api.handleWeb)
-	mux.Handle("/", api.cfg.Cache)
 	return mux
 }
 
-// admin guards a write endpoint with the admin token.
-func (api *API) admin(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-		st, err := api.raft.State().Settings()
-		if err != nil || st.AdminTokenHash == "" {
-			apiError(w, http.StatusServiceUnavailable, "the mesh is not ready yet; try again")
-			return
-		}
-		if tok == "" || subtle.ConstantTimeCompare([]byte(api.cfg.TokenHash(tok)), []byte(st.AdminTokenHash)) != 1 {
-			apiError(w, http.StatusUnauthorized, "wrong or missing admin token")
-			return
-		}
-		h(w, r)
-	}
-}
-
-// StatusJSON is what GET /api/v1/status answers.
-type StatusJSON struct {
-	Node        string   `json:"node"`
-	Leader      string   `json:"leader"`
-	Term        uint64   `json:"term"`
-	CommitIndex uint64   `json:"commit_index"`
-	Voters      []string `json:"voters"`
-	Nonvoters   []string `json:"nonvoters"`
-	Queued      int      `json:"queued"`
-	Running     int      `json:"running"`
-}
-
 // Status is what GET /api/v1/status answers.
-func (api *API) Status() StatusJSON {
+func (api *API) Status() wire.Status {
 	term, commit, _ := api.raft.Stats()
 	leader, _ := api.raft.Leader()
-	out := StatusJSON{Node: api.cfg.Name, Leader: leader, Term: term, CommitIndex: commit, Voters: []string{}, Nonvoters: []string{}}
+	out := wire.Status{Node: api.cfg.Name, Leader: leader, Term: term, CommitIndex: commit, Voters: []string{}, Nonvoters: []string{}}
 	if servers, err := api.raft.Servers(); err == nil {
 		for _, s := range servers {
 			if s.Voter {
@@ -94,52 +67,36 @@ func (api *API) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Status())
 }
 
-// NodeJSON is one node of GET /api/v1/nodes.
-type NodeJSON struct {
-	Name     string   `json:"name"`
-	Status   string   `json:"status"`
-	Raft     string   `json:"raft"`
-	Systems  []string `json:"systems"`
-	Features []string `json:"features"`
-	MaxJobs  int      `json:"max_jobs"`
-	Running  int      `json:"running"`
-	HTTP     string   `json:"http"`
-	Load     float64  `json:"load"`
-	FreeDisk uint64   `json:"free_disk"`
-	P2P      string   `json:"p2p,omitempty"`
-	Gossip   string   `json:"gossip,omitempty"`
-}
-
 // nodesView merges the admission records, gossip and the raft
 // configuration into the SPEC's node list.
-func (api *API) nodesView() []NodeJSON {
+func (api *API) nodesView() []wire.Node {
 	recs, _ := api.raft.State().Nodes()
-	roles := map[string]string{}
+	roles := map[string]wire.RaftRole{}
 	if servers, err := api.raft.Servers(); err == nil {
 		for _, s := range servers {
-			roles[s.ID] = "nonvoter"
+			roles[s.ID] = wire.RaftNonvoter
 			if s.Voter {
-				roles[s.ID] = "voter"
+				roles[s.ID] = wire.RaftVoter
 			}
 		}
 	}
 	if leader, _ := api.raft.Leader(); leader != "" {
-		roles[leader] = "leader"
+		roles[leader] = wire.RaftLeader
 	}
 	members := map[string]gossip.Member{}
 	for _, m := range api.members.Members() {
 		members[m.Name] = m
 	}
-	var out []NodeJSON
+	var out []wire.Node
 	seen := map[string]bool{}
 	add := func(name, httpAddr string) {
 		seen[name] = true
-		nj := NodeJSON{Name: name, Status: "dead", Raft: "none", HTTP: httpAddr, Systems: []string{}, Features: []string{}}
+		nj := wire.Node{Name: name, Status: wire.NodeDead, Raft: wire.RaftNone, HTTP: httpAddr, Systems: []string{}, Features: []string{}}
 		if r, ok := roles[name]; ok {
 			nj.Raft = r
 		}
 		if m, ok := members[name]; ok {
-			nj.Status = m.Status.String()
+			nj.Status = wire.NodeStatus(m.Status.String())
 			nj.Systems, nj.Features = orEmpty(m.Meta.Systems), orEmpty(m.Meta.Features)
 			nj.MaxJobs, nj.Running, nj.Load, nj.FreeDisk = m.Meta.MaxJobs, m.Meta.Running, m.Meta.Load, m.Meta.FreeDisk
 			nj.P2P, nj.Gossip = m.Meta.P2P, m.Addr
@@ -168,14 +125,17 @@ func orEmpty(s []string) []string {
 	return s
 }
 
+// ServeNodes answers the node list, for the members' cluster port.
+func (api *API) ServeNodes(w http.ResponseWriter, r *http.Request) { api.handleNodes(w, r) }
+
 func (api *API) handleNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.nodesView())
 }
 
 func (api *API) handleKey(w http.ResponseWriter, r *http.Request) {
-	out := map[string]string{"nix": api.cfg.PublicKey}
+	out := wire.Key{Nix: api.cfg.PublicKey}
 	if api.cfg.Guix != nil {
-		out["guix"] = string(api.cfg.Guix.PublicKeyText())
+		out.Guix = string(api.cfg.Guix.PublicKeyText())
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -198,71 +158,8 @@ func (api *API) fresh(r *http.Request) error {
 	return api.apply.CatchUpWithLeader(r.Context())
 }
 
-func (api *API) handleListBuilds(w http.ResponseWriter, r *http.Request) {
-	if err := api.fresh(r); err != nil {
-		apiError(w, http.StatusServiceUnavailable, "fresh read: %v", err)
-		return
-	}
-	q := r.URL.Query()
-	limit := 50
-	if s := q.Get("limit"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 0 {
-			apiError(w, http.StatusBadRequest, "limit must be a whole number")
-			return
-		}
-		limit = v
-	}
-	tags := q["tag"]
-	flt := consensus.BuildFilter{State: q.Get("state"), Limit: limit}
-	if len(tags) > 0 {
-		flt.Tag = tags[0]
-		flt.Limit = 0
-	}
-	bs, err := api.raft.State().ListBuilds(flt)
-	if err != nil {
-		apiError(w, api.statusOf(err), "%v", err)
-		return
-	}
-	out := make([]*consensus.Build, 0, len(bs))
-	for _, b := range bs {
-		if matchTags(b, tags) {
-			out = append(out, b)
-			if limit > 0 && len(out) == limit {
-				break
-			}
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-func matchTags(b *consensus.Build, tags []string) bool {
-	for _, t := range tags {
-		k, v, _ := strings.Cut(t, "=")
-		if b.Tags[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func (api *API) handleShowBuild(w http.ResponseWriter, r *http.Request) {
-	if err := api.fresh(r); err != nil {
-		apiError(w, http.StatusServiceUnavailable, "fresh read: %v", err)
-		return
-	}
-	b, err := api.raft.State().GetBuild(r.PathValue("id"))
-	if err != nil {
-		apiError(w, api.statusOf(err), "build %s: %v", r.PathValue("id"), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, b)
-}
-
 func (api *API) handleCancel(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		IDs []string `json:"ids"`
-	}
+	var req wire.CancelRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || len(req.IDs) == 0 {
 		apiError(w, http.StatusBadRequest, "want {\"ids\": [...]}")
 		return
@@ -271,32 +168,7 @@ func (api *API) handleCancel(w http.ResponseWriter, r *http.Request) {
 		apiError(w, api.statusOf(err), "cancel: %v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string][]string{"canceled": req.IDs})
-}
-
-func (api *API) handleMissing(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Paths []string `json:"paths"`
-	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(&req); err != nil {
-		apiError(w, http.StatusBadRequest, "want {\"paths\": [...]}")
-		return
-	}
-	for _, p := range req.Paths {
-		if _, err := store.ParseStorePath(api.cfg.StoreDir, p); err != nil {
-			apiError(w, http.StatusBadRequest, "%v", err)
-			return
-		}
-	}
-	missing, err := api.raft.State().MissingPaths(req.Paths)
-	if err != nil {
-		apiError(w, http.StatusInternalServerError, "%v", err)
-		return
-	}
-	if missing == nil {
-		missing = []string{}
-	}
-	writeJSON(w, http.StatusOK, map[string][]string{"missing": missing})
+	writeJSON(w, http.StatusOK, wire.CancelResponse{Canceled: req.IDs})
 }
 
 // statusOf maps an error to an HTTP status.

@@ -3,8 +3,10 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
+	wire "github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/narcache"
@@ -12,8 +14,14 @@ import (
 	"github.com/drvmesh/drvmesh/store"
 )
 
-// ErrBadRequest: an API request is malformed.
-var ErrBadRequest = errors.New("bad request")
+// Errors of API requests.
+var (
+	// ErrBadRequest: an API request is malformed.
+	ErrBadRequest = errors.New("bad request")
+	// ErrTooLarge: a request sends or asks for more than the API takes
+	// at once (413).
+	ErrTooLarge = errors.New("too large")
+)
 
 // Raft is the part of consensus.Raft the API reads.
 type Raft interface {
@@ -80,9 +88,16 @@ type Config struct {
 	NoLeader error
 	// TokenHash is how tokens are kept in the replicated state.
 	TokenHash func(token string) string
-	Join      http.Handler // POST /api/v1/join
-	Cache     http.Handler // the binary cache, for every other path
-	Metrics   http.Handler // GET /metrics
+	// PublicRead is what anyone may read without the admin token;
+	// "" is PublicReadCache.
+	PublicRead PublicRead
+	// MaxUpload bounds one uploaded or imported NAR other than a .drv's;
+	// 0 is DefaultMaxUpload.
+	MaxUpload int64
+
+	Join    http.Handler // POST /api/v1/join
+	Cache   http.Handler // the binary cache, for every other path
+	Metrics http.Handler // GET /metrics
 }
 
 // API is the node's public HTTP surface.
@@ -99,13 +114,21 @@ type API struct {
 
 // New makes the API; Handler serves it.
 func New(cfg Config) *API {
+	if cfg.PublicRead == "" {
+		cfg.PublicRead = PublicReadCache
+	}
+	if cfg.MaxUpload <= 0 {
+		cfg.MaxUpload = DefaultMaxUpload
+	}
 	if cfg.NoLeader == nil {
 		cfg.NoLeader = errors.New("no leader")
 	}
 	return &API{cfg: cfg, raft: cfg.Raft, apply: cfg.Apply, members: cfg.Members, copies: cfg.Copies, jobs: cfg.Jobs, files: cfg.Files, disk: cfg.Disk}
 }
 
-var (
-	writeJSON = httpjson.Write
-	apiError  = httpjson.Error
-)
+var writeJSON = httpjson.Write
+
+// apiError answers status with an error body.
+func apiError(w http.ResponseWriter, status int, format string, a ...any) {
+	writeJSON(w, status, wire.ErrorResponse{Message: fmt.Sprintf(format, a...)})
+}

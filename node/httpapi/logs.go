@@ -107,6 +107,9 @@ func (api *API) openRemoteLog(ctx context.Context, node, id string, follow bool)
 	if err != nil {
 		return nil, err
 	}
+	if auth := authOf(ctx); auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	wire "github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/store"
 )
@@ -18,27 +19,11 @@ import (
 // maxBuildsPerEntry bounds one raft entry of a submission.
 const maxBuildsPerEntry = 2000
 
-type submitRequest struct {
-	Derivations   []string          `json:"derivations"`
-	Priority      int               `json:"priority"`
-	Tags          map[string]string `json:"tags"`
-	Closure       bool              `json:"closure"`
-	IgnoreIfBuilt bool              `json:"ignore_if_built"`
-	DeferUntil    time.Time         `json:"defer_until"`
-	Retries       int               `json:"retries"`
-}
-
-// SubmittedBuild is one build a submission recorded.
-type SubmittedBuild struct {
-	ID         string `json:"id"`
-	Derivation string `json:"derivation"`
-}
-
 // handleSubmit creates builds for derivations whose .drv files the mesh
 // holds. Each .drv is read from the mesh and checked (its output paths
 // must be the ones its inputs imply) before anything is recorded.
 func (api *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
-	var req submitRequest
+	var req wire.SubmitRequest
 	req.Retries = -1
 	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<20)).Decode(&req); err != nil {
 		apiError(w, http.StatusBadRequest, "malformed submission: %v", err)
@@ -53,7 +38,7 @@ func (api *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		apiError(w, api.statusOf(err), "%v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"builds": res})
+	writeJSON(w, http.StatusOK, wire.SubmitResponse{Builds: res})
 }
 
 // drvReader reads .drv files from the mesh, once each.
@@ -149,7 +134,7 @@ func (api *API) drvRecord(p string, rd *drvReader, hasher *store.Hasher) (*conse
 
 // submit records builds for req and returns them, in the order of
 // req.Derivations followed by the inputs --closure added.
-func (api *API) submit(ctx context.Context, req submitRequest) ([]SubmittedBuild, error) {
+func (api *API) submit(ctx context.Context, req wire.SubmitRequest) ([]wire.SubmittedBuild, error) {
 	st := api.raft.State()
 	rd := api.newDrvReader(ctx)
 	hasher := store.NewHasher(rd.load)
@@ -158,7 +143,7 @@ func (api *API) submit(ctx context.Context, req submitRequest) ([]SubmittedBuild
 	if retries < 0 {
 		retries = settings.Retries
 	}
-	var out []SubmittedBuild
+	out := []wire.SubmittedBuild{}
 	var builds []consensus.Build
 	var drvs []consensus.Drv
 	seen := map[string]bool{}
@@ -169,7 +154,7 @@ func (api *API) submit(ctx context.Context, req submitRequest) ([]SubmittedBuild
 			Priority: req.Priority, Tags: req.Tags, DeferUntil: req.DeferUntil, Retries: retries,
 		})
 		drvs = append(drvs, *rec)
-		out = append(out, SubmittedBuild{ID: builds[len(builds)-1].ID, Derivation: p})
+		out = append(out, wire.SubmittedBuild{ID: builds[len(builds)-1].ID, Derivation: p})
 	}
 	for _, p := range req.Derivations {
 		if _, err := store.ParseStorePath(api.cfg.StoreDir, p); err != nil || !strings.HasSuffix(p, ".drv") {
@@ -185,7 +170,7 @@ func (api *API) submit(ctx context.Context, req submitRequest) ([]SubmittedBuild
 		}
 		if req.IgnoreIfBuilt {
 			if b := latestBuild(st, p, consensus.StateSucceeded); b != nil {
-				out = append(out, SubmittedBuild{ID: b.ID, Derivation: p})
+				out = append(out, wire.SubmittedBuild{ID: b.ID, Derivation: p})
 				continue
 			}
 		}
@@ -271,6 +256,6 @@ func (api *API) DrvReader(ctx context.Context) func(drv string) (*consensus.Drv,
 // Submit records builds for derivations the mesh holds, with the mesh's
 // default retries, and returns how many it recorded.
 func (api *API) Submit(ctx context.Context, drvs []string) (int, error) {
-	res, err := api.submit(ctx, submitRequest{Derivations: drvs, Retries: -1})
+	res, err := api.submit(ctx, wire.SubmitRequest{Derivations: drvs, Retries: -1})
 	return len(res), err
 }

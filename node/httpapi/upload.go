@@ -7,17 +7,56 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 
+	wire "github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/narcache"
 	"github.com/drvmesh/drvmesh/store"
 )
 
-// maxDrvNar bounds the NAR of an uploaded .drv, which is read whole.
-const maxDrvNar = 16 << 20
+// What one upload may hold. A .drv's NAR is read whole, so it is small;
+// other NARs stream to disk and are bounded by Config.MaxUpload. The
+// references and paths of a record are bounded before they are read
+// (real paths have at most a few thousand references).
+const (
+	maxDrvNar = 16 << 20
+	// DefaultMaxUpload is Config.MaxUpload's default.
+	DefaultMaxUpload = 4 << 30
+	// MaxReferences bounds the references of one uploaded path.
+	MaxReferences = 10_000
+	// maxImportMeta bounds the paths and references of one whole import
+	// stream, which are kept until its single commit.
+	maxImportMeta = 64 << 20
+)
+
+// exportLimits are the bounds of an import stream's trailers.
+var exportLimits = store.ExportLimits{MaxPath: maxPathLen, MaxReferences: MaxReferences, MaxSignature: 4 << 10}
+
+// capReader fails with ErrTooLarge once more than n bytes were read, so
+// an ingest stops (and removes its temporary files) at the limit.
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n < 0 {
+		return 0, fmt.Errorf("%w: a NAR over the upload limit", ErrTooLarge)
+	}
+	if int64(len(p)) > c.n+1 {
+		p = p[:c.n+1]
+	}
+	k, err := c.r.Read(p)
+	c.n -= int64(k)
+	if c.n < 0 {
+		return k, fmt.Errorf("%w: a NAR over the upload limit", ErrTooLarge)
+	}
+	return k, err
+}
 
 // Uploads are how a submitter gives the mesh the .drv files and input
 // sources of what it wants built. Only content-addressed paths are taken:
@@ -81,24 +120,20 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	var exp narcache.Expect
-	if s := q.Get("nar_hash"); s != "" {
-		h, err := store.ParseHash(s)
-		if err != nil {
-			apiError(w, http.StatusBadRequest, "nar_hash: %v", err)
-			return
-		}
-		exp.NarHash = h
+	exp, msg := uploadExpect(q)
+	if msg != "" {
+		apiError(w, http.StatusBadRequest, "%s", msg)
+		return
 	}
-	if s := q.Get("nar_size"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || v <= 0 {
-			apiError(w, http.StatusBadRequest, "nar_size must be a positive number")
-			return
-		}
-		exp.NarSize = v
+	if r.ContentLength > api.cfg.MaxUpload || exp.NarSize > api.cfg.MaxUpload {
+		apiError(w, http.StatusRequestEntityTooLarge, "%s: a NAR over the upload limit of %d bytes", path, api.cfg.MaxUpload)
+		return
 	}
 	refs := q["reference"]
+	if len(refs) > MaxReferences {
+		apiError(w, http.StatusRequestEntityTooLarge, "%s: %d references, at most %d", path, len(refs), MaxReferences)
+		return
+	}
 	for _, ref := range refs {
 		if _, err := store.ParseStorePath(api.cfg.StoreDir, ref); err != nil {
 			apiError(w, http.StatusBadRequest, "reference: %v", err)
@@ -112,7 +147,7 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var body io.Reader = r.Body
+	var body io.Reader = &capReader{r: r.Body, n: api.cfg.MaxUpload}
 	var content []byte
 	if strings.HasSuffix(path, ".drv") {
 		nar, err := io.ReadAll(io.LimitReader(r.Body, maxDrvNar+1))
@@ -150,14 +185,28 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 	api.files.Note(&rec)
 	hp, _ := consensus.HashPart(path)
 	api.copies.ReplicateAsync(hp)
-	writeJSON(w, http.StatusOK, map[string]any{"path": path, "nar_hash": rec.NarHash, "nar_size": rec.NarSize})
+	writeJSON(w, http.StatusOK, wire.NarRecord{Path: path, NarHash: rec.NarHash, NarSize: rec.NarSize})
 }
 
-// ImportedJSON is one path an import recorded.
-type ImportedJSON struct {
-	Path    string `json:"path"`
-	NarHash string `json:"nar_hash"`
-	NarSize int64  `json:"nar_size"`
+// uploadExpect is what an upload's query says its NAR is, or why the
+// query is malformed.
+func uploadExpect(q url.Values) (narcache.Expect, string) {
+	var exp narcache.Expect
+	if s := q.Get("nar_hash"); s != "" {
+		h, err := store.ParseHash(s)
+		if err != nil {
+			return exp, fmt.Sprintf("nar_hash: %v", err)
+		}
+		exp.NarHash = h
+	}
+	if s := q.Get("nar_size"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v <= 0 {
+			return exp, "nar_size must be a positive number"
+		}
+		exp.NarSize = v
+	}
+	return exp, ""
 }
 
 // importError is why an import was refused, with its HTTP status.
@@ -198,18 +247,18 @@ func (api *API) handleImportNars(w http.ResponseWriter, r *http.Request) {
 		apiError(w, ie.status, "%s", ie.msg)
 		return
 	}
-	out := make([]ImportedJSON, 0, len(recs))
+	out := make([]wire.NarRecord, 0, len(recs))
 	hashParts := make([]string, 0, len(recs))
 	for i := range recs {
 		api.files.Note(&recs[i])
 		hp, _ := consensus.HashPart(recs[i].StorePath)
 		hashParts = append(hashParts, hp)
-		out = append(out, ImportedJSON{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
+		out = append(out, wire.NarRecord{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
 	}
 	if len(hashParts) > 0 {
 		api.copies.ReplicateAsync(hashParts...)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"imported": out})
+	writeJSON(w, http.StatusOK, wire.ImportResponse{Imported: out})
 }
 
 // importNars reads and checks every record of an import, ingesting each
@@ -217,6 +266,8 @@ func (api *API) handleImportNars(w http.ResponseWriter, r *http.Request) {
 // returns the index records to commit.
 func (api *API) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consensus.NarInfo, error) {
 	er := store.NewExportReader(r.Body)
+	er.SetLimits(exportLimits)
+	meta := 0 // bytes of paths and references kept
 	var recs []consensus.NarInfo
 	sent := map[string]bool{}
 	// head keeps the start of each NAR: a .drv's is its text, which the
@@ -232,7 +283,7 @@ func (api *API) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consens
 		}
 		head.Reset()
 		tee := io.TeeReader(narR, &capWriter{buf: &head, max: maxDrvNar + 1})
-		nar, err := api.disk.Ingest(r.Context(), tee, narcache.Expect{})
+		nar, err := api.disk.Ingest(r.Context(), &capReader{r: tee, n: api.cfg.MaxUpload}, narcache.Expect{})
 		if err != nil {
 			return nil, importErrorf(statusOfIngest(err), "path #%d of the stream (after %s): %v", i+1, lastPath(recs), err)
 		}
@@ -240,6 +291,13 @@ func (api *API) importNars(r *http.Request, ingested *[]narcache.Nar) ([]consens
 		info, err := er.Info()
 		if err != nil {
 			return nil, importErrorf(statusOfImportRead(err), "path #%d of the stream: %v", i+1, err)
+		}
+		meta += len(info.Path)
+		for _, ref := range info.References {
+			meta += len(ref)
+		}
+		if meta > maxImportMeta {
+			return nil, importErrorf(http.StatusRequestEntityTooLarge, "path #%d of the stream: the paths and references of one import exceed %d bytes; import in parts", i+1, maxImportMeta)
 		}
 		rec, err := api.checkImported(info, nar, head.Bytes(), sent)
 		if err != nil {
@@ -302,6 +360,9 @@ func statusOfImportRead(err error) int {
 	if errors.Is(err, store.ErrBadNar) {
 		return http.StatusBadRequest
 	}
+	if errors.Is(err, ErrTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
 	return http.StatusInternalServerError
 }
 
@@ -336,6 +397,9 @@ func (api *API) dropUnreferenced(nar narcache.Nar) {
 }
 
 func statusOfIngest(err error) int {
+	if errors.Is(err, ErrTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
 	if errors.Is(err, store.ErrBadNar) || errors.Is(err, narcache.ErrHashMismatch) || errors.Is(err, narcache.ErrCorrupt) || errors.Is(err, narcache.ErrTrailingData) {
 		return http.StatusBadRequest
 	}

@@ -69,6 +69,9 @@ type Config struct {
 	Fast      bool          // test timings
 	Scale     float64       // multiplies the hook handover
 	URL       func() string // this node's HTTP base URL, for hooks
+	// BuildJSON is a build as a hook reads it on stdin: the API's JSON
+	// of the build, not the replicated record. Required with HooksDir.
+	BuildJSON func(*consensus.Build) ([]byte, error)
 
 	Raft    Raft
 	Apply   Applier

@@ -3,7 +3,6 @@ package leader
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -187,7 +186,10 @@ func (h *hookRunner) runHook(ctx context.Context, ev consensus.Event) error {
 	if err != nil {
 		return fmt.Errorf("build %s of event %d: %w", ev.BuildID, ev.Seq, err)
 	}
-	stdin, _ := json.Marshal(b)
+	stdin, err := h.cfg.BuildJSON(b)
+	if err != nil {
+		return fmt.Errorf("encode build %s: %w", ev.BuildID, err)
+	}
 	// A hook that has started finishes even if this node stops leading
 	// meanwhile (within a grace period): the next leader would run it again.
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookTimeout)
