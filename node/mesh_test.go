@@ -83,7 +83,9 @@ func TestMesh_JoinWriteFailover(t *testing.T) {
 		if leader.Name() == old.Name() {
 			t.Fatal("dead node still leads")
 		}
-		ids = append(ids, submitVia(t, leader, 10))
+		// Two voters of three elect under -race on busy cores: ride out a
+		// lost leadership as a client would.
+		ids = append(ids, submitSure(t, leader, 10))
 		for _, id := range ids {
 			if !hasBuild(leader, id) {
 				t.Errorf("acknowledged build %s lost after failover", id)
