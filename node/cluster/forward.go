@@ -21,15 +21,19 @@ import (
 // while an election is under way.
 
 // Forwarder applies commands through the leader and serves the leader's
-// side of forwarding (/rpc/apply, /rpc/index).
+// side of forwarding (/rpc/apply, /rpc/index). Its callers write through
+// an Applier (As), which names the role they issue commands in.
 type Forwarder struct {
 	raft *consensus.Raft
 	rpc  *http.Client
+	name string // this node's name, the issuer of its own commands
 }
 
-// NewForwarder forwards over rpc, a client of the cluster port.
-func NewForwarder(r *consensus.Raft, rpc *http.Client) *Forwarder {
-	return &Forwarder{raft: r, rpc: rpc}
+// NewForwarder forwards the commands of the node named name over rpc, a
+// client of the cluster port. Commands are applied through the role an
+// Applier binds (As).
+func NewForwarder(r *consensus.Raft, rpc *http.Client, name string) *Forwarder {
+	return &Forwarder{raft: r, rpc: rpc, name: name}
 }
 
 // Routes adds the leader's side of forwarding to the cluster port's mux.
@@ -83,22 +87,7 @@ func errorOfKind(kind string) error {
 	return nil
 }
 
-// ApplyAndCatchUp replicates cmd through the leader and returns the ids
-// its result names once this node's state includes it too (read your
-// writes).
-func (f *Forwarder) ApplyAndCatchUp(ctx context.Context, cmd consensus.Command) ([]string, error) {
-	return f.applyWith(ctx, cmd, true)
-}
-
-// ApplyAtLeader is ApplyAndCatchUp without read-your-writes: it returns
-// once the leader has applied cmd, without waiting for this node's state
-// to catch up (which takes until the leader's next message). For the
-// agent's own reports, which nothing here reads back at once.
-func (f *Forwarder) ApplyAtLeader(ctx context.Context, cmd consensus.Command) ([]string, error) {
-	return f.applyWith(ctx, cmd, false)
-}
-
-func (f *Forwarder) applyWith(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
+func (f *Forwarder) applyWith(ctx context.Context, cmd consensus.Command, role Role, readYourWrites bool) ([]string, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
@@ -106,7 +95,7 @@ func (f *Forwarder) applyWith(ctx context.Context, cmd consensus.Command, readYo
 	}
 	wait := 20 * time.Millisecond
 	for {
-		ids, err := f.applyOnce(ctx, cmd, readYourWrites)
+		ids, err := f.applyOnce(ctx, cmd, role, readYourWrites)
 		if err == nil {
 			return ids, nil
 		}
@@ -130,10 +119,19 @@ func retryable(err error) bool {
 	return errors.As(err, &nl) || errors.Is(err, ErrNoLeader) || errors.Is(err, errForward)
 }
 
-func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
+func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, role Role, readYourWrites bool) ([]string, error) {
 	if f.raft.IsLeader() {
+		st := f.raft.State()
+		if err := st.Authorize(cmd, localPrincipal(st, f.name, role)); err != nil {
+			return nil, err
+		}
 		res, err := f.raft.Apply(ctx, cmd)
 		return consensus.ResultIDs(res), err
+	}
+	if role == RoleLeader {
+		// The leader's role is never forwarded: this node no longer
+		// leads, and its loops end with the term.
+		return nil, fmt.Errorf("apply %s as the leader: %w", cmd.Type(), consensus.ErrNotLeader)
 	}
 	_, addr := f.raft.Leader()
 	if addr == "" {
@@ -147,6 +145,7 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYo
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set(headerRole, role.String())
 	resp, err := f.rpc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errForward, err)
@@ -176,7 +175,10 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYo
 	return ar.IDs, nil
 }
 
-// handleApply is the leader's side of forwarding.
+// handleApply is the leader's side of forwarding: it applies a command
+// only when the issuer it builds from the caller's certificate and
+// claimed role may issue it (FSM.Authorize). A refusal is 403 (400 for
+// content out of bounds) with the reason and its kind.
 func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	if err != nil {
@@ -190,6 +192,19 @@ func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	if !f.raft.IsLeader() {
 		http.Error(w, "not the leader", http.StatusServiceUnavailable)
+		return
+	}
+	st := f.raft.State()
+	p, err := peerPrincipal(st, r)
+	if err == nil {
+		err = st.Authorize(cmd, p)
+	}
+	if err != nil {
+		code := http.StatusForbidden
+		if errors.Is(err, consensus.ErrBadCommand) {
+			code = http.StatusBadRequest
+		}
+		writeJSON(w, code, applyResult{Error: err.Error(), Kind: errorKind(err)})
 		return
 	}
 	res, err := f.raft.Apply(r.Context(), cmd)

@@ -72,7 +72,8 @@ func (j *JoinServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Name: req.Name, HTTP: req.HTTP, Raft: req.Cluster, PeerID: req.PeerID,
 		CertFingerprint: certFingerprint(cert), AdmittedAt: time.Now().UTC(),
 	}
-	if _, err := j.fwd.ApplyAndCatchUp(r.Context(), &consensus.PutNode{Node: rec}); err != nil {
+	// This member checked the token: it records the node as an admin.
+	if _, err := j.fwd.As(RoleAdmin).ApplyAndCatchUp(r.Context(), &consensus.PutNode{Node: rec}); err != nil {
 		apiError(w, http.StatusServiceUnavailable, "record the new node: %v", err)
 		return
 	}
