@@ -76,8 +76,9 @@ func memberIdentity(t *testing.T, via *Node, name string) (*http.Client, string)
 	return c, hex.EncodeToString(sum[:])
 }
 
-// quiet waits until every node holds the same state and the leader has
-// acknowledged every event, and returns that state's digest.
+// quiet waits until every node recorded its addresses, every node holds
+// the same state and the leader has acknowledged every event, and
+// returns that state's digest.
 func quiet(t *testing.T, m *testMesh, nodes ...*Node) string {
 	t.Helper()
 	var digest string
@@ -86,6 +87,12 @@ func quiet(t *testing.T, m *testMesh, nodes ...*Node) string {
 			return false
 		}
 		digest = ""
+		for _, n := range nodes {
+			rec, err := n.raft.State().Node(n.Name())
+			if err != nil || rec.P2P != n.presence.p2pAddr() {
+				return false
+			}
+		}
 		for _, n := range nodes {
 			d, err := n.raft.State().Digest()
 			if err != nil || digest != "" && d != digest {

@@ -92,6 +92,13 @@ func (n *Node) startRaft(ctx context.Context, bootstrap bool) error {
 	if err != nil {
 		return err
 	}
+	// A follower hears from its leader every heartbeat/10; ten heartbeat
+	// timeouts without it and this node no longer knows who votes.
+	t := consensus.DefaultTimings()
+	if n.cfg.Fast {
+		t = consensus.TestTimings()
+	}
+	n.mux.GateRaft(cluster.VoterGate(n.raft, time.Duration(10*n.cfg.Scale*float64(t.HeartbeatTimeout))))
 	if err := n.raft.Start(ctx); err != nil {
 		return err
 	}

@@ -5,7 +5,8 @@
 // read-your-writes.
 //
 // It owns: the data dir's secret files (Bootstrap, Load, Join), the
-// cluster port (Mux, Dialer, RaftLayer), the join handler (JoinServer),
+// cluster port (Mux, Dialer, RaftLayer; raft streams only from voters,
+// VoterGate), the join handler (JoinServer),
 // the peers file (Peers), and the Forwarder, whose Appliers (As, one per
 // Role) every other part of the node writes through. The leader
 // authorizes every command, its own and forwarded ones, with the issuer

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
@@ -42,6 +43,12 @@ func TestMux_MutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewMux(ln, srvConf, slog.New(slog.DiscardHandler))
+	m.GateRaft(func(c *x509.Certificate) error {
+		if c.Subject.CommonName != "member" {
+			return ErrNotVoter
+		}
+		return nil
+	})
 	go m.Serve()
 	defer m.Close()
 	go func() {
@@ -83,6 +90,11 @@ func TestMux_MutualTLS(t *testing.T) {
 	t.Run("other CA", func(t *testing.T) {
 		if err := dial(other, "intruder"); err == nil {
 			t.Fatal("a certificate from another CA was accepted")
+		}
+	})
+	t.Run("member the raft gate refuses", func(t *testing.T) {
+		if err := dial(ca, "nonvoter"); err == nil {
+			t.Fatal("a raft stream the gate refused was accepted")
 		}
 	})
 }
