@@ -100,27 +100,44 @@ func TestMux_MutualTLS(t *testing.T) {
 }
 
 func TestJoin_SealAndProof(t *testing.T) {
-	req := &JoinRequest{Name: "n2", Nonce: "abc"}
-	req.Proof = joinProof("tok", req.Name, req.Nonce)
+	req := &JoinRequest{
+		Name: "n2", PublicKey: "key", HTTP: "h:1", Cluster: "c:2", Gossip: "g:3", P2P: "/ip4/p", PeerID: "peer",
+	}
+	req.Prove("tok")
 	if !checkJoinProof("tok", req) {
 		t.Fatal("right token refused")
 	}
 	if checkJoinProof("wrong", req) {
 		t.Fatal("wrong token accepted")
 	}
-	req2 := *req
-	req2.Name = "n3"
-	if checkJoinProof("tok", &req2) {
-		t.Fatal("proof for another name accepted")
+	swaps := map[string]func(r *JoinRequest){
+		"name":       func(r *JoinRequest) { r.Name = "n3" },
+		"nonce":      func(r *JoinRequest) { r.Nonce += "0" },
+		"time":       func(r *JoinRequest) { r.Time++ },
+		"public key": func(r *JoinRequest) { r.PublicKey = "other" },
+		"http":       func(r *JoinRequest) { r.HTTP = "127.0.0.1:19999" },
+		"cluster":    func(r *JoinRequest) { r.Cluster = "x:2" },
+		"gossip":     func(r *JoinRequest) { r.Gossip = "x:3" },
+		"p2p":        func(r *JoinRequest) { r.P2P = "/ip4/x" },
+		"peer id":    func(r *JoinRequest) { r.PeerID = "other" },
+		// Moving bytes between fields keeps their concatenation.
+		"boundary": func(r *JoinRequest) { r.HTTP, r.Cluster = r.HTTP+"c", r.Cluster[1:] },
 	}
-	sealed, err := seal(sealKey("tok", "abc"), []byte("secret"))
+	for name, swap := range swaps {
+		r := *req
+		swap(&r)
+		if checkJoinProof("tok", &r) {
+			t.Errorf("proof still holds after the %s changed", name)
+		}
+	}
+	sealed, err := seal(sealKey("tok", req.Nonce), []byte("secret"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := unseal(sealKey("tok", "abc"), sealed); err != nil || string(got) != "secret" {
+	if got, err := unseal(sealKey("tok", req.Nonce), sealed); err != nil || string(got) != "secret" {
 		t.Fatalf("unseal = %q, %v", got, err)
 	}
-	if _, err := unseal(sealKey("wrong", "abc"), sealed); err == nil {
+	if _, err := unseal(sealKey("wrong", req.Nonce), sealed); err == nil {
 		t.Fatal("unsealed with the wrong token")
 	}
 }
