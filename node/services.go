@@ -187,6 +187,7 @@ func (n *Node) startRooms(context.Context) error {
 	})
 	rooms := http.NewServeMux()
 	n.keep.Routes(rooms)
+	n.agent.Routes(rooms)
 	n.rpcRooms.h.Store(rooms)
 	return nil
 }
