@@ -191,3 +191,39 @@ func TestMesh_ForgedCommands(t *testing.T) {
 	// The legitimate paths still work: n3 starts its own build.
 	applyVia(t, m.node("n3"), &consensus.StartBuild{ID: id, Node: "n3"})
 }
+
+// TestMesh_LegacyRecord starts a node whose record has no certificate
+// fingerprint, as a mesh's first node recorded itself before they were
+// checked: the mesh still takes its raft streams and forwarded commands
+// by name, and the node fills its fingerprint in.
+func TestMesh_LegacyRecord(t *testing.T) {
+	m := newTestMesh(t)
+	n1 := m.bootstrap("n1", steady)
+	m.join("n2", steady)
+	m.join("n3", steady)
+	testutil.Eventually(t, 30*time.Second, "3 voters", func() bool { return len(n1.api.Status().Voters) == 3 })
+	rec, err := n1.raft.State().Node("n1")
+	if err != nil || rec.CertFingerprint == "" {
+		t.Fatalf("the first node's record has no fingerprint: %+v, %v", rec, err)
+	}
+	fp := rec.CertFingerprint
+	legacy := *rec
+	legacy.CertFingerprint = ""
+	applyEnsure(t, m.waitLeader(), &consensus.PutNode{Node: legacy}, func() bool {
+		got, err := m.waitLeader().raft.State().Node("n1")
+		return err == nil && got.CertFingerprint == ""
+	})
+	m.kill("n1")
+	n1 = m.restart("n1")
+	testutil.Eventually(t, 30*time.Second, "n1 records its fingerprint again", func() bool {
+		for _, name := range []string{"n2", "n3"} {
+			got, err := m.node(name).raft.State().Node("n1")
+			if err != nil || got.CertFingerprint != fp || got.Raft != n1.clusterAdvertise() {
+				return false
+			}
+		}
+		return true
+	})
+	// n1 writes through the leader as itself, as every node does.
+	submitVia(t, n1, 7)
+}

@@ -134,6 +134,8 @@ func freeDisk(dir string) uint64 {
 // change for good (logged once; asking again would be refused again).
 // A node writes only the addresses of its own record, which the join
 // path made: until that record reached this node there is nothing to do.
+// A record from before fingerprints were checked also gets this node's
+// certificate fingerprint, written as an admin (cluster.LegacyRecord).
 func (p *presence) recordSelf(ctx context.Context) bool {
 	if leader, _ := p.n.raft.Leader(); leader == "" {
 		return false
@@ -142,14 +144,17 @@ func (p *presence) recordSelf(ctx context.Context) bool {
 	if err != nil || rec == nil {
 		return false
 	}
-	want := *rec
+	role, want := cluster.RoleNode, *rec
+	if fixed, ok := p.n.creds.LegacyRecord(rec); ok {
+		role, want = cluster.RoleAdmin, fixed
+	}
 	want.HTTP, want.Raft, want.P2P = p.n.httpAdvertise(), p.n.clusterAdvertise(), p.p2pAddr()
-	if want.HTTP == rec.HTTP && want.Raft == rec.Raft && want.P2P == rec.P2P {
+	if want == *rec {
 		return true
 	}
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = p.n.fwd.As(cluster.RoleNode).ApplyAndCatchUp(actx, &consensus.PutNode{Node: want})
+	_, err = p.n.fwd.As(role).ApplyAndCatchUp(actx, &consensus.PutNode{Node: want})
 	if errors.Is(err, consensus.ErrUnauthorized) || errors.Is(err, consensus.ErrBadCommand) {
 		p.n.log.Warn("record own addresses refused", keyErr, err)
 		return true

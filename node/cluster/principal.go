@@ -120,7 +120,11 @@ func peerPrincipal(st *consensus.FSM, r *http.Request) (consensus.Principal, err
 }
 
 // memberRecord is the record of the node cert names, when cert is the
-// certificate that record holds and the node is not revoked.
+// certificate that record holds and the node is not revoked. A record
+// without a fingerprint (a mesh's first node recorded itself without one
+// before fingerprints were checked) is matched by name: only a holder of
+// the CA key can issue a certificate for that name, and the node fills
+// its fingerprint in once it runs this version (LegacyRecord).
 func memberRecord(st *consensus.FSM, cert *x509.Certificate) (*consensus.Node, error) {
 	name := cert.Subject.CommonName
 	rec, err := st.Node(name)
@@ -130,7 +134,7 @@ func memberRecord(st *consensus.FSM, cert *x509.Certificate) (*consensus.Node, e
 	if err != nil {
 		return nil, fmt.Errorf("read the record of node %q: %w", name, err)
 	}
-	if fp := fingerprint(cert); rec.CertFingerprint == "" || fp != rec.CertFingerprint {
+	if fp := fingerprint(cert); rec.CertFingerprint != "" && fp != rec.CertFingerprint {
 		return nil, forbid("node %q presented a certificate its record does not hold", name)
 	}
 	if rec.Revoked {
@@ -196,3 +200,16 @@ func (a *Applier) CatchUp(ctx context.Context, idx uint64) error { return a.f.Ca
 // CatchUpWithLeader makes a read linearizable (see
 // Forwarder.CatchUpWithLeader).
 func (a *Applier) CatchUpWithLeader(ctx context.Context) error { return a.f.CatchUpWithLeader(ctx) }
+
+// LegacyRecord reports whether rec, this node's own record, lacks the
+// fingerprint of its certificate, and returns the record with it filled
+// in. Only an admin may change a record's fingerprint: a trusted node
+// writes it as one.
+func (c *Creds) LegacyRecord(rec *consensus.Node) (consensus.Node, bool) {
+	if rec == nil || rec.CertFingerprint != "" || !rec.Trusted() {
+		return consensus.Node{}, false
+	}
+	fixed := *rec
+	fixed.CertFingerprint = c.Fingerprint()
+	return fixed, fixed.CertFingerprint != ""
+}
