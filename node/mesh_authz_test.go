@@ -176,18 +176,7 @@ func TestMesh_ForgedCommands(t *testing.T) {
 			t.Logf("refused: %d %s: %s", got.code, got.Kind, got.Err)
 		})
 	}
-	// The leader answers once it applied what it accepted: nothing was.
-	if _, commit, _ := lead.raft.Stats(); commit != commitBefore {
-		t.Errorf("the leader's commit index moved from %d to %d", commitBefore, commit)
-	}
-	for _, n := range nodes {
-		if d, err := n.raft.State().Digest(); err != nil || d != before {
-			t.Errorf("%s: state digest changed by refused commands (%v)", n.Name(), err)
-		}
-		if s := n.raft.RaftState(); s != "leader" && s != "follower" {
-			t.Errorf("%s: raft is %s after the attacks", n.Name(), s)
-		}
-	}
+	unchanged(t, lead, commitBefore, before, nodes...)
 	// The legitimate paths still work: n3 starts its own build.
 	applyVia(t, m.node("n3"), &consensus.StartBuild{ID: id, Node: "n3"})
 }
@@ -226,4 +215,22 @@ func TestMesh_LegacyRecord(t *testing.T) {
 	})
 	// n1 writes through the leader as itself, as every node does.
 	submitVia(t, n1, 7)
+}
+
+// unchanged checks that the leader committed nothing after commit, and
+// that every node still holds the state of digest, with raft running.
+func unchanged(t *testing.T, lead *Node, commit uint64, digest string, nodes ...*Node) {
+	t.Helper()
+	// The leader answers once it applied what it accepted: nothing was.
+	if _, now, _ := lead.raft.Stats(); now != commit {
+		t.Errorf("the leader's commit index moved from %d to %d", commit, now)
+	}
+	for _, n := range nodes {
+		if d, err := n.raft.State().Digest(); err != nil || d != digest {
+			t.Errorf("%s: state digest changed by refused commands (%v)", n.Name(), err)
+		}
+		if s := n.raft.RaftState(); s != "leader" && s != "follower" {
+			t.Errorf("%s: raft is %s after the attacks", n.Name(), s)
+		}
+	}
 }
