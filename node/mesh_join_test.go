@@ -106,7 +106,7 @@ func TestJoinServer_Hardening(t *testing.T) {
 		swaps := map[string]func(r *cluster.JoinRequest){
 			"public key": func(r *cluster.JoinRequest) { r.PublicKey = joinRequest(t, "x").PublicKey },
 			"peer id":    func(r *cluster.JoinRequest) { r.PeerID = "12D3KooWSomeoneElse" },
-			"address":    func(r *cluster.JoinRequest) { r.HTTP = "127.0.0.1:19999/secret?" },
+			"address":    func(r *cluster.JoinRequest) { r.HTTP = "127.0.0.1:19999" },
 		}
 		for what, swap := range swaps {
 			req := joinRequest(t, "swapped")
@@ -118,6 +118,14 @@ func TestJoinServer_Hardening(t *testing.T) {
 		}
 		if _, err := n1.raft.State().Node("swapped"); err == nil {
 			t.Error("a swapped request was admitted")
+		}
+	})
+	t.Run("an address that is not host:port is refused", func(t *testing.T) {
+		req := joinRequest(t, "urlish")
+		req.HTTP = "127.0.0.1:19999/secret?"
+		req.Prove(token)
+		if code, body := sendJoin(t, n1, req); code != http.StatusBadRequest {
+			t.Errorf("join with HTTP %q = %d %s, want 400", req.HTTP, code, body)
 		}
 	})
 	t.Run("guessing from one address is rate-limited", func(t *testing.T) {

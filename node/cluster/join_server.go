@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,6 +130,12 @@ func (j *JoinServer) checkRequest(w http.ResponseWriter, r *http.Request, src st
 		apiError(w, http.StatusBadRequest, "%v", err)
 		return nil, false
 	}
+	for _, a := range []string{req.HTTP, req.Cluster} {
+		if !isHostPort(a) {
+			apiError(w, http.StatusBadRequest, "%v: address %q is not host:port", ErrBadRequest, a)
+			return nil, false
+		}
+	}
 	if req.Nonce == "" || len(req.Nonce) > 64 || !checkJoinProof(j.creds.Secrets.JoinToken, &req) {
 		if ok, _ := j.refusals.Allow(src); ok {
 			j.log.Warn("join refused: wrong token", keyRemote, src, keyMember, req.Name)
@@ -150,6 +158,18 @@ func (j *JoinServer) checkRequest(w http.ResponseWriter, r *http.Request, src st
 		return nil, false
 	}
 	return &req, true
+}
+
+// isHostPort reports whether addr is host:port with a numeric port and
+// nothing else: no scheme, user, path or query. Members' addresses are
+// their own text; only such an address is ever dialled.
+func isHostPort(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || strings.ContainsAny(host, "/?#@% \t\r\n") {
+		return false
+	}
+	p, err := strconv.Atoi(port)
+	return err == nil && p > 0 && p < 65536
 }
 
 // sourceOf is the address a request came from, without its port.

@@ -141,3 +141,23 @@ func TestJoin_SealAndProof(t *testing.T) {
 		t.Fatal("unsealed with the wrong token")
 	}
 }
+
+func TestIsHostPort(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:7000":          true,
+		"[::1]:7000":              true,
+		"node-1.example.org:7000": true,
+		"127.0.0.1:19999/secret?": false,
+		"user@127.0.0.1:7000":     false,
+		"http://127.0.0.1:7000":   false,
+		"127.0.0.1":               false,
+		":7000":                   false,
+		"127.0.0.1:0":             false,
+		"127.0.0.1:99999":         false,
+		"":                        false,
+	} {
+		if got := isHostPort(addr); got != ok {
+			t.Errorf("isHostPort(%q) = %v, want %v", addr, got, ok)
+		}
+	}
+}
