@@ -102,7 +102,7 @@ func (n *Node) startRaft(ctx context.Context, bootstrap bool) error {
 	if err := n.raft.Start(ctx); err != nil {
 		return err
 	}
-	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC, n.cfg.Name)
+	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC, n.cfg.Name, n.log)
 	n.rpcSrv = clusterServer(n.rpcHandler(&n.rpcRooms))
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/internal/httplimit"
 )
 
 // Writes may arrive at any node; only the leader applies them. A
@@ -27,13 +29,17 @@ type Forwarder struct {
 	raft *consensus.Raft
 	rpc  *http.Client
 	name string // this node's name, the issuer of its own commands
+	log  *slog.Logger
+	// refusals logs a refused forwarded command once a minute per
+	// sending node.
+	refusals *httplimit.Rate
 }
 
 // NewForwarder forwards the commands of the node named name over rpc, a
 // client of the cluster port. Commands are applied through the role an
 // Applier binds (As).
-func NewForwarder(r *consensus.Raft, rpc *http.Client, name string) *Forwarder {
-	return &Forwarder{raft: r, rpc: rpc, name: name}
+func NewForwarder(r *consensus.Raft, rpc *http.Client, name string, log *slog.Logger) *Forwarder {
+	return &Forwarder{raft: r, rpc: rpc, name: name, log: log, refusals: httplimit.NewRate(1, time.Minute, maxSources)}
 }
 
 // Routes adds the leader's side of forwarding to the cluster port's mux.
@@ -204,6 +210,7 @@ func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, consensus.ErrBadCommand) {
 			code = http.StatusBadRequest
 		}
+		f.noteRefusal(r, err)
 		writeJSON(w, code, applyResult{Error: err.Error(), Kind: errorKind(err)})
 		return
 	}
@@ -220,6 +227,22 @@ func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
 		out.Error, out.Kind = err.Error(), errorKind(err)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// noteRefusal logs a forwarded command the leader refused, once a minute
+// per sending node: a stale report of a build that moved on (a bad
+// transition too) is part of a mesh's life and is not logged.
+func (f *Forwarder) noteRefusal(r *http.Request, err error) {
+	if errors.Is(err, consensus.ErrBadTransition) {
+		return
+	}
+	from := r.RemoteAddr
+	if c := peerCert(r); c != nil {
+		from = c.Subject.CommonName
+	}
+	if ok, _ := f.refusals.Allow(from); ok {
+		f.log.Warn("forwarded command refused", keyMember, from, keyErr, err)
+	}
 }
 
 // CatchUp waits until this node's state includes raft index idx.
