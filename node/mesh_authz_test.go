@@ -166,6 +166,11 @@ func TestMesh_ForgedCommands(t *testing.T) {
 		{"certificate of no member", ghostClient, "admin", &consensus.RemoveNode{Name: "n3"}},
 		{"another certificate for a member's name", twinClient, "admin", &consensus.RemoveNode{Name: "n2"}},
 		{"unknown role", hostile.creds.RPC, "root", &consensus.RemoveNode{Name: "n3"}},
+		{"member hands back another node's builds", hostile.creds.RPC, "", &consensus.RequeueNode{Node: "n3"}},
+		{"member records nars for another holder", hostile.creds.RPC, "", &consensus.PutNarInfos{Holder: "n3", NarInfos: finishOut.NarInfos.NarInfos}},
+		{"member drops another node's copy", hostile.creds.RPC, "", &consensus.SetNarHolder{Hash: "0123456789abcdfghijklmnpqrsvwxyz", Node: "n3"}},
+		{"member rewrites its own fingerprint", hostile.creds.RPC, "", &consensus.PutNode{Node: selfWith(t, lead, hostile.Name(), func(r *consensus.Node) { r.CertFingerprint = volFP })}},
+		{"member makes itself a volunteer's owner", hostile.creds.RPC, "", &consensus.PutNode{Node: selfWith(t, lead, hostile.Name(), func(r *consensus.Node) { r.Owner = "mallory" })}},
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
@@ -233,4 +238,15 @@ func unchanged(t *testing.T, lead *Node, commit uint64, digest string, nodes ...
 			t.Errorf("%s: raft is %s after the attacks", n.Name(), s)
 		}
 	}
+}
+
+// selfWith is the record of node name as lead holds it, changed.
+func selfWith(t *testing.T, lead *Node, name string, change func(*consensus.Node)) consensus.Node {
+	t.Helper()
+	rec, err := lead.raft.State().Node(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	change(rec)
+	return *rec
 }
