@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
+	"github.com/drvmesh/drvmesh/node/cluster"
 )
 
 // testMesh runs real nodes in this process: real TCP, TLS, raft,
@@ -224,3 +226,21 @@ func httpDo(t *testing.T, method, url, token string, body io.Reader) (int, []byt
 }
 
 func apiURL(n *Node, path string) string { return fmt.Sprintf("http://%s%s", n.HTTPAddr(), path) }
+
+// apply commits cmd through n in the role whose issuer it is: the
+// leader's commands as the leader (n must lead), a user's as an admin
+// whose token n checked, a node's reports as n itself. It returns once
+// n's state includes it.
+func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, error) {
+	return n.fwd.As(issuerRole(cmd)).ApplyAndCatchUp(ctx, cmd)
+}
+
+func issuerRole(cmd consensus.Command) cluster.Role {
+	switch is := consensus.Issuers(cmd.Type()); {
+	case is.Has(consensus.IssuerAdmin):
+		return cluster.RoleAdmin
+	case is.Has(consensus.IssuerLeader):
+		return cluster.RoleLeader
+	}
+	return cluster.RoleNode
+}

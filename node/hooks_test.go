@@ -154,7 +154,7 @@ func TestNode_Hooks(t *testing.T) {
 		// ids[0]: started, then missing inputs; ids[1]: started, then
 		// canceled; ids[2]: canceled while queued; ids[3]: only submitted.
 		for _, id := range ids[:2] {
-			applyVia(t, m.node("h3"), &consensus.AssignBuilds{Assignments: []consensus.Assignment{{BuildID: id, Node: "h2"}}})
+			applyVia(t, m.waitLeader(), &consensus.AssignBuilds{Assignments: []consensus.Assignment{{BuildID: id, Node: "h2"}}})
 			applyVia(t, m.node("h2"), &consensus.StartBuild{ID: id, Node: "h2"})
 		}
 		applyVia(t, m.node("h2"), &consensus.FinishBuild{ID: ids[0], Node: "h2", MissingInputs: []string{"/nix/store/" + strings.Repeat("a", 32) + "-absent"}})

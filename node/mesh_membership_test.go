@@ -229,7 +229,7 @@ func TestMesh_Membership(t *testing.T) {
 			}
 		}
 		applyEnsure(t, leader, &consensus.AssignBuilds{Assignments: []consensus.Assignment{{BuildID: b.ID, Node: victim}}}, buildIs(consensus.StateScheduled))
-		applyEnsure(t, leader, &consensus.StartBuild{ID: b.ID, Node: victim}, buildIs(consensus.StateBuilding))
+		applyEnsure(t, m.node(victim), &consensus.StartBuild{ID: b.ID, Node: victim}, buildIs(consensus.StateBuilding))
 		if got, err := leader.raft.State().GetBuild(b.ID); err != nil || got.State != consensus.StateBuilding || got.Node != victim {
 			t.Fatalf("before the crash: %+v, %v", got, err)
 		}

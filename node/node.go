@@ -229,9 +229,3 @@ func (n *Node) Kill() {
 		n.stopServices()
 	})
 }
-
-// apply replicates cmd through the leader and returns once this node's
-// state includes it (see cluster.Forwarder).
-func (n *Node) apply(ctx context.Context, cmd consensus.Command) ([]string, error) {
-	return n.fwd.ApplyAndCatchUp(ctx, cmd)
-}

@@ -126,7 +126,7 @@ func TestNode_PlannerMatchesSchedule(t *testing.T) {
 	lead := m.node("lead")
 	testutil.Eventually(t, 30*time.Second, "3 voters", func() bool { return len(lead.api.Status().Voters) == 3 })
 	// X (20) is built already: its output is on b2. Y (21) is unknown.
-	putOutput(t, lead, 20, "b2", 50_000)
+	putOutput(t, m.node("b2"), 20, "b2", 50_000)
 	putDrvs(t, lead, "lead", 1, 2, 3, 4, 5, 6, 7, 9, 20)
 	far := time.Now().Add(time.Hour)
 	defBuild := graphBuild(9, 50)
@@ -164,8 +164,8 @@ func TestNode_PlannerMatchesSchedule(t *testing.T) {
 		if ba.Node == "" {
 			t.Fatalf("A (priority 5) is %s on no node", ba.State)
 		}
-		putOutput(t, lead, 1, ba.Node, 70_000)
-		mustApply(t, lead, &consensus.FinishBuild{ID: a, Node: ba.Node, Success: true, Outputs: []consensus.Output{{Name: "out", Path: outPath(1)}}})
+		putOutput(t, m.node(ba.Node), 1, ba.Node, 70_000)
+		mustApply(t, m.node(ba.Node), &consensus.FinishBuild{ID: a, Node: ba.Node, Success: true, Outputs: []consensus.Output{{Name: "out", Path: outPath(1)}}})
 		want := checkPlans(t, m, 2)
 		if !slices.ContainsFunc(want.Assignments, func(x scheduler.Assignment) bool { return x.Build == b }) {
 			t.Fatalf("B is not ready once A succeeded: %v", want.Assignments)
@@ -175,7 +175,7 @@ func TestNode_PlannerMatchesSchedule(t *testing.T) {
 		var failed string
 		for _, id := range ids {
 			if bd := buildOn(t, lead, id); !consensus.Finished(bd.State) && bd.Node != "" {
-				mustApply(t, lead, &consensus.FinishBuild{ID: id, Node: bd.Node, Error: "boom"})
+				mustApply(t, m.node(bd.Node), &consensus.FinishBuild{ID: id, Node: bd.Node, Error: "boom"})
 				failed = id
 				break
 			}
@@ -191,8 +191,8 @@ func TestNode_PlannerMatchesSchedule(t *testing.T) {
 		checkPlans(t, m, 1)
 	})
 	t.Run("nar holders move locality", func(t *testing.T) {
-		mustApply(t, lead, &consensus.SetNarHolder{Hash: outHash(20), Node: "b1", Present: true})
-		mustApply(t, lead, &consensus.SetNarHolder{Hash: outHash(20), Node: "b2", Present: false})
+		mustApply(t, m.node("b1"), &consensus.SetNarHolder{Hash: outHash(20), Node: "b1", Present: true})
+		mustApply(t, m.node("b2"), &consensus.SetNarHolder{Hash: outHash(20), Node: "b2", Present: false})
 		checkPlans(t, m, 1)
 	})
 	t.Run("a settings change rebuilds the planner", func(t *testing.T) {

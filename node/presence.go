@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
+	"github.com/drvmesh/drvmesh/node/cluster"
 )
 
 // presence is how this node makes itself known: the meta it gossips
@@ -87,18 +89,7 @@ func (p *presence) loop(ctx context.Context) {
 			continue
 		}
 		if !recorded {
-			if leader, _ := p.n.raft.Leader(); leader != "" {
-				rec, _ := p.n.raft.State().Node(p.n.cfg.Name)
-				want := p.n.httpAdvertise()
-				if rec == nil || rec.HTTP != want || rec.P2P != p.p2pAddr() || rec.Raft != p.n.clusterAdvertise() || rec.PeerID != p.n.p2p.ID().String() {
-					voter := rec != nil && rec.Voter
-					actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-					recorded = p.recordSelf(actx, voter) == nil
-					cancel()
-				} else {
-					recorded = true
-				}
-			}
+			recorded = p.recordSelf(ctx)
 		}
 		p.n.peers.Save()
 		if !indexed && p.n.raft.AppliedIndex() > 0 {
@@ -137,13 +128,38 @@ func freeDisk(dir string) uint64 {
 	return st.Bavail * uint64(st.Bsize)
 }
 
-// recordSelf writes this node's admission record.
-func (p *presence) recordSelf(ctx context.Context, voter bool) error {
-	_, err := p.n.apply(ctx, &consensus.PutNode{Node: consensus.Node{
-		Name: p.n.cfg.Name, HTTP: p.n.httpAdvertise(), Raft: p.n.clusterAdvertise(),
-		P2P: p.p2pAddr(), PeerID: p.n.p2p.ID().String(), AdmittedAt: time.Now().UTC(), Voter: voter,
-	}})
-	return err
+// recordSelf keeps the addresses of this node's record current (they
+// may change across restarts) once a leader is known, and reports
+// whether it is done: its record holds them, or the leader refused the
+// change for good (logged once; asking again would be refused again).
+// A node writes only the addresses of its own record, which the join
+// path made: until that record reached this node there is nothing to do.
+// A record from before fingerprints were checked also gets this node's
+// certificate fingerprint, written as an admin (cluster.LegacyRecord).
+func (p *presence) recordSelf(ctx context.Context) bool {
+	if leader, _ := p.n.raft.Leader(); leader == "" {
+		return false
+	}
+	rec, err := p.n.raft.State().Node(p.n.cfg.Name)
+	if err != nil || rec == nil {
+		return false
+	}
+	role, want := cluster.RoleNode, *rec
+	if fixed, ok := p.n.creds.LegacyRecord(rec); ok {
+		role, want = cluster.RoleAdmin, fixed
+	}
+	want.HTTP, want.Raft, want.P2P = p.n.httpAdvertise(), p.n.clusterAdvertise(), p.p2pAddr()
+	if want == *rec {
+		return true
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = p.n.fwd.As(role).ApplyAndCatchUp(actx, &consensus.PutNode{Node: want})
+	if errors.Is(err, consensus.ErrUnauthorized) || errors.Is(err, consensus.ErrBadCommand) {
+		p.n.log.Warn("record own addresses refused", keyErr, err)
+		return true
+	}
+	return err == nil
 }
 
 // joinGossip joins the known members' gossip until it succeeds: the

@@ -306,7 +306,7 @@ func TestNode_Replicate(t *testing.T) {
 		// Leave the corrupted holder the only one.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := leader.apply(ctx, &consensus.SetNarHolder{Hash: s.hashPart, Node: second, Present: false}); err != nil {
+		if _, err := m.node(second).apply(ctx, &consensus.SetNarHolder{Hash: s.hashPart, Node: second, Present: false}); err != nil {
 			t.Fatal(err)
 		}
 		if err := m.node(second).disk.Remove(key); err != nil {

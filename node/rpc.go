@@ -6,7 +6,9 @@ import (
 )
 
 // rpcHandler serves node-to-node calls on the cluster port. Every caller
-// has already proved, by its certificate, that it is an admitted node.
+// has already proved, by a certificate of the mesh CA, that it holds a
+// node identity; a forwarded write is then authorized as the node that
+// certificate and its record name (cluster.Forwarder).
 // Forwarded writes and index queries are served as soon as raft runs;
 // the rooms' routes join once startRooms made them (rooms), and answer
 // 503 until then.

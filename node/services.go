@@ -92,10 +92,17 @@ func (n *Node) startRaft(ctx context.Context, bootstrap bool) error {
 	if err != nil {
 		return err
 	}
+	// A follower hears from its leader every heartbeat/10; ten heartbeat
+	// timeouts without it and this node no longer knows who votes.
+	t := consensus.DefaultTimings()
+	if n.cfg.Fast {
+		t = consensus.TestTimings()
+	}
+	n.mux.GateRaft(cluster.VoterGate(n.raft, time.Duration(10*n.cfg.Scale*float64(t.HeartbeatTimeout))))
 	if err := n.raft.Start(ctx); err != nil {
 		return err
 	}
-	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC)
+	n.fwd = cluster.NewForwarder(n.raft, n.creds.RPC, n.cfg.Name, n.log)
 	n.rpcSrv = clusterServer(n.rpcHandler(&n.rpcRooms))
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.RPCListener()) }()
@@ -160,14 +167,14 @@ func (n *Node) startRooms(context.Context) error {
 		Name: n.cfg.Name, Builder: n.cfg.Builder, StoreDir: n.cfg.StoreDir, DataDir: n.cfg.DataDir,
 		MaxJobs: n.cfg.MaxJobs, MinCopies: n.cfg.MinCopies, QuotaBytes: n.cfg.QuotaBytes,
 		URL: n.URL, Signer: n.creds.Signer, RPC: n.creds.RPC, PushMeta: n.presence.push,
-		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Files: n.files, Build: n.builder, Disk: n.disk, P2P: n.p2p,
+		Raft: n.raft, Apply: n.fwd.As(cluster.RoleNode), Members: n.gossip, Files: n.files, Build: n.builder, Disk: n.disk, P2P: n.p2p,
 		BuildSeconds: n.metrics.buildSeconds, BuildPhase: n.metrics.buildPhase, Log: n.log,
 	}
 	n.keep = agent.NewKeeper(n.run, acfg)
 	n.agent = agent.New(acfg, n.keep)
 	n.api = httpapi.New(httpapi.Config{
 		Name: n.cfg.Name, StoreDir: n.cfg.StoreDir, PublicKey: n.PublicKey(), Guix: n.creds.Guix,
-		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Copies: n.keep, Jobs: n.agent, Files: n.files, Disk: n.disk,
+		Raft: n.raft, Apply: n.fwd.As(cluster.RoleAdmin), Members: n.gossip, Copies: n.keep, Jobs: n.agent, Files: n.files, Disk: n.disk,
 		NoLeader: ErrNoLeader, TokenHash: cluster.TokenHash,
 		PublicRead: httpapi.PublicRead(n.cfg.PublicRead), MaxUpload: n.cfg.MaxUpload,
 		Join:  cluster.NewJoinServer(n.creds, n.raft.State, n.fwd, n.peers, n.log),
@@ -176,12 +183,13 @@ func (n *Node) startRooms(context.Context) error {
 	n.leader = leader.New(leader.Config{
 		Name: n.cfg.Name, MaxVoters: n.cfg.MaxVoters, DeadAfter: n.cfg.DeadAfter, HooksDir: n.cfg.HooksDir,
 		Fast: n.cfg.Fast, Scale: n.cfg.Scale, URL: n.URL, BuildJSON: httpapi.BuildJSON,
-		Raft: n.raft, Apply: n.fwd, Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.keep, Submit: n.api,
+		Raft: n.raft, Apply: n.fwd.As(cluster.RoleLeader), Members: n.gossip, Index: remoteIndex{n.fwd}, Copies: n.keep, Submit: n.api,
 		Assigned: n.metrics.assigned, HookRuns: n.metrics.hookRuns, Log: n.log,
 	})
 	rooms := http.NewServeMux()
 	n.keep.Routes(rooms)
 	rooms.HandleFunc("GET "+cluster.NodesRoute, n.api.ServeNodes)
+	n.agent.Routes(rooms)
 	n.rpcRooms.h.Store(rooms)
 	return nil
 }
@@ -234,10 +242,19 @@ func (n *Node) initMesh(ctx context.Context) error {
 	if n.cfg.JoinTokenTTL > 0 {
 		st.JoinTokenExpires = time.Now().Add(n.cfg.JoinTokenTTL).UTC()
 	}
-	if _, err := n.apply(ctx, &consensus.SetSettings{Settings: st}); err != nil {
+	asLeader := n.fwd.As(cluster.RoleLeader)
+	if _, err := asLeader.ApplyAndCatchUp(ctx, &consensus.SetSettings{Settings: st}); err != nil {
 		return fmt.Errorf("record mesh settings: %w", err)
 	}
-	return n.presence.recordSelf(ctx, true)
+	// The first member records itself, as the leader: nobody admitted it.
+	self := consensus.Node{
+		Name: n.cfg.Name, HTTP: n.httpAdvertise(), Raft: n.clusterAdvertise(), P2P: n.presence.p2pAddr(),
+		PeerID: n.p2p.ID().String(), CertFingerprint: n.creds.Fingerprint(), AdmittedAt: time.Now().UTC(), Voter: true,
+	}
+	if _, err := asLeader.ApplyAndCatchUp(ctx, &consensus.PutNode{Node: self}); err != nil {
+		return fmt.Errorf("record the first member: %w", err)
+	}
+	return nil
 }
 
 // stopServices stops everything Start started, in named steps in the
@@ -334,7 +351,7 @@ func (n *Node) leaveGracefully() {
 	if running > 0 {
 		n.log.Info("handing back running builds", keyCount, running)
 	}
-	if _, err := n.apply(ctx, &consensus.RequeueNode{Node: n.cfg.Name}); err != nil {
+	if _, err := n.fwd.As(cluster.RoleNode).ApplyAndCatchUp(ctx, &consensus.RequeueNode{Node: n.cfg.Name}); err != nil {
 		n.log.Warn("hand back builds", keyErr, err)
 	}
 	if n.cancel != nil {

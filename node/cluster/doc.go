@@ -5,9 +5,12 @@
 // read-your-writes.
 //
 // It owns: the data dir's secret files (Bootstrap, Load, Join), the
-// cluster port (Mux, Dialer, RaftLayer), the join handler (JoinServer),
-// the peers file (Peers), and the Forwarder, whose ApplyAndCatchUp,
-// ApplyAtLeader and CatchUp every other part of the node writes through.
+// cluster port (Mux, Dialer, RaftLayer; raft streams only from voters,
+// VoterGate), the join handler (JoinServer),
+// the peers file (Peers), and the Forwarder, whose Appliers (As, one per
+// Role) every other part of the node writes through. The leader
+// authorizes every command, its own and forwarded ones, with the issuer
+// the cluster port verified (principal.go) before raft commits it.
 //
 // It consumes: the consensus.Raft it forwards for, and a gossip Members
 // view for the addresses a joiner is told. It imports no other package of

@@ -1,6 +1,9 @@
 package cluster
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors of the cluster package.
 var (
@@ -17,6 +20,10 @@ var (
 	// errJoinRefused: a member refused the request for good (bad name,
 	// name taken); asking again will not help.
 	errJoinRefused = errors.New("join refused")
+	// errNonceUsed: a join request's nonce was used before (a replay).
+	errNonceUsed = fmt.Errorf("%w: this join request was used before", ErrBadToken)
+	// errNonceFull: the member remembers as many nonces as it may.
+	errNonceFull = errors.New("too many join requests remembered")
 	// errForward: the leader could not be reached or answered oddly.
 	errForward = errors.New("forward to leader")
 )

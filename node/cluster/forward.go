@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/internal/httplimit"
 )
 
 // Writes may arrive at any node; only the leader applies them. A
@@ -21,15 +23,23 @@ import (
 // while an election is under way.
 
 // Forwarder applies commands through the leader and serves the leader's
-// side of forwarding (/rpc/apply, /rpc/index).
+// side of forwarding (/rpc/apply, /rpc/index). Its callers write through
+// an Applier (As), which names the role they issue commands in.
 type Forwarder struct {
 	raft *consensus.Raft
 	rpc  *http.Client
+	name string // this node's name, the issuer of its own commands
+	log  *slog.Logger
+	// refusals logs a refused forwarded command once a minute per
+	// sending node.
+	refusals *httplimit.Rate
 }
 
-// NewForwarder forwards over rpc, a client of the cluster port.
-func NewForwarder(r *consensus.Raft, rpc *http.Client) *Forwarder {
-	return &Forwarder{raft: r, rpc: rpc}
+// NewForwarder forwards the commands of the node named name over rpc, a
+// client of the cluster port. Commands are applied through the role an
+// Applier binds (As).
+func NewForwarder(r *consensus.Raft, rpc *http.Client, name string, log *slog.Logger) *Forwarder {
+	return &Forwarder{raft: r, rpc: rpc, name: name, log: log, refusals: httplimit.NewRate(1, time.Minute, maxSources)}
 }
 
 // Routes adds the leader's side of forwarding to the cluster port's mux.
@@ -83,22 +93,7 @@ func errorOfKind(kind string) error {
 	return nil
 }
 
-// ApplyAndCatchUp replicates cmd through the leader and returns the ids
-// its result names once this node's state includes it too (read your
-// writes).
-func (f *Forwarder) ApplyAndCatchUp(ctx context.Context, cmd consensus.Command) ([]string, error) {
-	return f.applyWith(ctx, cmd, true)
-}
-
-// ApplyAtLeader is ApplyAndCatchUp without read-your-writes: it returns
-// once the leader has applied cmd, without waiting for this node's state
-// to catch up (which takes until the leader's next message). For the
-// agent's own reports, which nothing here reads back at once.
-func (f *Forwarder) ApplyAtLeader(ctx context.Context, cmd consensus.Command) ([]string, error) {
-	return f.applyWith(ctx, cmd, false)
-}
-
-func (f *Forwarder) applyWith(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
+func (f *Forwarder) applyWith(ctx context.Context, cmd consensus.Command, role Role, readYourWrites bool) ([]string, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
@@ -106,7 +101,7 @@ func (f *Forwarder) applyWith(ctx context.Context, cmd consensus.Command, readYo
 	}
 	wait := 20 * time.Millisecond
 	for {
-		ids, err := f.applyOnce(ctx, cmd, readYourWrites)
+		ids, err := f.applyOnce(ctx, cmd, role, readYourWrites)
 		if err == nil {
 			return ids, nil
 		}
@@ -130,10 +125,19 @@ func retryable(err error) bool {
 	return errors.As(err, &nl) || errors.Is(err, ErrNoLeader) || errors.Is(err, errForward)
 }
 
-func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYourWrites bool) ([]string, error) {
+func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, role Role, readYourWrites bool) ([]string, error) {
 	if f.raft.IsLeader() {
+		st := f.raft.State()
+		if err := st.Authorize(cmd, localPrincipal(st, f.name, role)); err != nil {
+			return nil, err
+		}
 		res, err := f.raft.Apply(ctx, cmd)
 		return consensus.ResultIDs(res), err
+	}
+	if role == RoleLeader {
+		// The leader's role is never forwarded: this node no longer
+		// leads, and its loops end with the term.
+		return nil, fmt.Errorf("apply %s as the leader: %w", cmd.Type(), consensus.ErrNotLeader)
 	}
 	_, addr := f.raft.Leader()
 	if addr == "" {
@@ -147,6 +151,7 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYo
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set(headerRole, role.String())
 	resp, err := f.rpc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errForward, err)
@@ -176,7 +181,10 @@ func (f *Forwarder) applyOnce(ctx context.Context, cmd consensus.Command, readYo
 	return ar.IDs, nil
 }
 
-// handleApply is the leader's side of forwarding.
+// handleApply is the leader's side of forwarding: it applies a command
+// only when the issuer it builds from the caller's certificate and
+// claimed role may issue it (FSM.Authorize). A refusal is 403 (400 for
+// content out of bounds) with the reason and its kind.
 func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	if err != nil {
@@ -192,6 +200,20 @@ func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the leader", http.StatusServiceUnavailable)
 		return
 	}
+	st := f.raft.State()
+	p, err := peerPrincipal(st, r)
+	if err == nil {
+		err = st.Authorize(cmd, p)
+	}
+	if err != nil {
+		code := http.StatusForbidden
+		if errors.Is(err, consensus.ErrBadCommand) {
+			code = http.StatusBadRequest
+		}
+		f.noteRefusal(r, err)
+		writeJSON(w, code, applyResult{Error: err.Error(), Kind: errorKind(err)})
+		return
+	}
 	res, err := f.raft.Apply(r.Context(), cmd)
 	// The state's own index: raft's may count entries the state has not
 	// applied yet, and may end on a configuration entry the state never sees.
@@ -205,6 +227,22 @@ func (f *Forwarder) handleApply(w http.ResponseWriter, r *http.Request) {
 		out.Error, out.Kind = err.Error(), errorKind(err)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// noteRefusal logs a forwarded command the leader refused, once a minute
+// per sending node: a stale report of a build that moved on (a bad
+// transition too) is part of a mesh's life and is not logged.
+func (f *Forwarder) noteRefusal(r *http.Request, err error) {
+	if errors.Is(err, consensus.ErrBadTransition) {
+		return
+	}
+	from := r.RemoteAddr
+	if c := peerCert(r); c != nil {
+		from = c.Subject.CommonName
+	}
+	if ok, _ := f.refusals.Allow(from); ok {
+		f.log.Warn("forwarded command refused", keyMember, from, keyErr, err)
+	}
 }
 
 // CatchUp waits until this node's state includes raft index idx.

@@ -8,6 +8,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,15 +29,18 @@ import (
 
 // The join protocol runs over a member's public HTTP address, which may be
 // plain HTTP. The token never crosses the wire: the joiner proves it with
-// an HMAC over a fresh nonce, and the member seals its answer (the mesh
-// secrets and the joiner's certificate) with a key derived from the token
-// and the nonce. Someone who watches the exchange without the token learns
-// nothing and can replay nothing.
+// an HMAC over the whole request (a fresh nonce, the time, its name, its
+// public key, its addresses and peer id), and the member seals its answer
+// (the mesh secrets and the joiner's certificate) with a key derived from
+// the token and the nonce. Someone who watches the exchange without the
+// token learns nothing, cannot swap a field, and cannot replay it: the
+// member refuses a nonce it has seen, or a request outside joinWindow.
 
 // JoinRequest is what a new machine sends to POST /api/v1/join.
 type JoinRequest struct {
 	Name      string `json:"name"`
 	Nonce     string `json:"nonce"`
+	Time      int64  `json:"time"` // when it was proved, Unix seconds
 	Proof     string `json:"proof"`
 	PublicKey string `json:"public_key"`
 	HTTP      string `json:"http"`
@@ -57,23 +62,36 @@ type joinGrant struct {
 	Gossip   []string    `json:"gossip"`
 }
 
-// Prove sets a fresh nonce and the proof of the join token over it.
+// Prove sets a fresh nonce and the time, and the proof of the join
+// token over the whole request; change no field after it.
 func (req *JoinRequest) Prove(token string) {
 	nb := make([]byte, 16)
 	_, _ = rand.Read(nb)
 	req.Nonce = hex.EncodeToString(nb)
-	req.Proof = joinProof(token, req.Name, req.Nonce)
+	req.Time = time.Now().Unix()
+	req.Proof = joinProof(token, req)
 }
 
-func joinProof(token, name, nonce string) string {
+// joinProof is the HMAC, keyed by the token, of a canonical encoding of
+// every field of req but the proof: each field as its length (8 bytes,
+// big-endian) and its bytes, in a fixed order.
+func joinProof(token string, req *JoinRequest) string {
 	m := hmac.New(sha256.New, []byte(strings.TrimSpace(token)))
-	m.Write([]byte("drvmesh-join\x00" + name + "\x00" + nonce))
+	m.Write([]byte("drvmesh-join-v2\x00"))
+	for _, f := range []string{
+		req.Name, req.Nonce, strconv.FormatInt(req.Time, 10), req.PublicKey,
+		req.HTTP, req.Cluster, req.Gossip, req.P2P, req.PeerID,
+	} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		m.Write(n[:])
+		m.Write([]byte(f))
+	}
 	return hex.EncodeToString(m.Sum(nil))
 }
 
 func checkJoinProof(token string, req *JoinRequest) bool {
-	want := joinProof(token, req.Name, req.Nonce)
-	return hmac.Equal([]byte(want), []byte(req.Proof))
+	return hmac.Equal([]byte(joinProof(token, req)), []byte(req.Proof))
 }
 
 func sealKey(token, nonce string) []byte {

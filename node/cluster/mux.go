@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,6 +32,8 @@ type Mux struct {
 	subs    map[byte]*subListener
 	closed  chan struct{}
 	closeMu sync.Once
+	// gate admits raft connections; none are admitted until it is set.
+	gate atomic.Pointer[RaftGate]
 	// mu orders the handshake goroutines' wg.Add before Close's wg.Wait.
 	mu sync.Mutex
 	wg sync.WaitGroup
@@ -98,6 +101,13 @@ func (m *Mux) handshake(c net.Conn) {
 		tc.Close()
 		return
 	}
+	if kind[0] == muxRaft {
+		if err := m.admitRaft(tc); err != nil {
+			m.log.Warn("raft connection refused", keyRemote, c.RemoteAddr().String(), keyErr, err)
+			tc.Close()
+			return
+		}
+	}
 	select {
 	case sub.conns <- tc:
 	case <-sub.closed:
@@ -105,6 +115,23 @@ func (m *Mux) handshake(c net.Conn) {
 	case <-m.closed:
 		tc.Close()
 	}
+}
+
+// GateRaft sets what admits raft connections (VoterGate); until it is
+// set, none is admitted.
+func (m *Mux) GateRaft(g RaftGate) { m.gate.Store(&g) }
+
+// admitRaft asks the gate about the peer of a raft connection.
+func (m *Mux) admitRaft(tc *tls.Conn) error {
+	g := m.gate.Load()
+	if g == nil {
+		return fmt.Errorf("%w: raft is not running here yet", ErrNotVoter)
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return fmt.Errorf("%w: no client certificate", ErrNotMember)
+	}
+	return (*g)(certs[0])
 }
 
 // Close stops accepting and waits for the handshakes under way.

@@ -106,7 +106,9 @@ func (p *Peers) FromState(ctx context.Context) []string {
 	}
 	var addrs []string
 	for _, rec := range recs {
-		if rec.Name == p.name || rec.Raft == "" {
+		// The address is the member's own text: ask only a host:port,
+		// never a URL it made up (the cluster port over mutual TLS).
+		if rec.Name == p.name || !isHostPort(rec.Raft) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)

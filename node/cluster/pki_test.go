@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
@@ -42,6 +43,12 @@ func TestMux_MutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewMux(ln, srvConf, slog.New(slog.DiscardHandler))
+	m.GateRaft(func(c *x509.Certificate) error {
+		if c.Subject.CommonName != "member" {
+			return ErrNotVoter
+		}
+		return nil
+	})
 	go m.Serve()
 	defer m.Close()
 	go func() {
@@ -85,30 +92,72 @@ func TestMux_MutualTLS(t *testing.T) {
 			t.Fatal("a certificate from another CA was accepted")
 		}
 	})
+	t.Run("member the raft gate refuses", func(t *testing.T) {
+		if err := dial(ca, "nonvoter"); err == nil {
+			t.Fatal("a raft stream the gate refused was accepted")
+		}
+	})
 }
 
 func TestJoin_SealAndProof(t *testing.T) {
-	req := &JoinRequest{Name: "n2", Nonce: "abc"}
-	req.Proof = joinProof("tok", req.Name, req.Nonce)
+	req := &JoinRequest{
+		Name: "n2", PublicKey: "key", HTTP: "h:1", Cluster: "c:2", Gossip: "g:3", P2P: "/ip4/p", PeerID: "peer",
+	}
+	req.Prove("tok")
 	if !checkJoinProof("tok", req) {
 		t.Fatal("right token refused")
 	}
 	if checkJoinProof("wrong", req) {
 		t.Fatal("wrong token accepted")
 	}
-	req2 := *req
-	req2.Name = "n3"
-	if checkJoinProof("tok", &req2) {
-		t.Fatal("proof for another name accepted")
+	swaps := map[string]func(r *JoinRequest){
+		"name":       func(r *JoinRequest) { r.Name = "n3" },
+		"nonce":      func(r *JoinRequest) { r.Nonce += "0" },
+		"time":       func(r *JoinRequest) { r.Time++ },
+		"public key": func(r *JoinRequest) { r.PublicKey = "other" },
+		"http":       func(r *JoinRequest) { r.HTTP = "127.0.0.1:19999" },
+		"cluster":    func(r *JoinRequest) { r.Cluster = "x:2" },
+		"gossip":     func(r *JoinRequest) { r.Gossip = "x:3" },
+		"p2p":        func(r *JoinRequest) { r.P2P = "/ip4/x" },
+		"peer id":    func(r *JoinRequest) { r.PeerID = "other" },
+		// Moving bytes between fields keeps their concatenation.
+		"boundary": func(r *JoinRequest) { r.HTTP, r.Cluster = r.HTTP+"c", r.Cluster[1:] },
 	}
-	sealed, err := seal(sealKey("tok", "abc"), []byte("secret"))
+	for name, swap := range swaps {
+		r := *req
+		swap(&r)
+		if checkJoinProof("tok", &r) {
+			t.Errorf("proof still holds after the %s changed", name)
+		}
+	}
+	sealed, err := seal(sealKey("tok", req.Nonce), []byte("secret"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := unseal(sealKey("tok", "abc"), sealed); err != nil || string(got) != "secret" {
+	if got, err := unseal(sealKey("tok", req.Nonce), sealed); err != nil || string(got) != "secret" {
 		t.Fatalf("unseal = %q, %v", got, err)
 	}
-	if _, err := unseal(sealKey("wrong", "abc"), sealed); err == nil {
+	if _, err := unseal(sealKey("wrong", req.Nonce), sealed); err == nil {
 		t.Fatal("unsealed with the wrong token")
+	}
+}
+
+func TestIsHostPort(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:7000":          true,
+		"[::1]:7000":              true,
+		"node-1.example.org:7000": true,
+		"127.0.0.1:19999/secret?": false,
+		"user@127.0.0.1:7000":     false,
+		"http://127.0.0.1:7000":   false,
+		"127.0.0.1":               false,
+		":7000":                   false,
+		"127.0.0.1:0":             false,
+		"127.0.0.1:99999":         false,
+		"":                        false,
+	} {
+		if got := isHostPort(addr); got != ok {
+			t.Errorf("isHostPort(%q) = %v, want %v", addr, got, ok)
+		}
 	}
 }

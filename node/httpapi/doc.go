@@ -16,6 +16,7 @@
 // It consumes small interfaces that package node fills: Raft (the state
 // and raft status), Applier (writes through the leader, linearizable
 // reads), Members (gossip), Copies (local nar copies, signing records),
-// Jobs (running builds and their logs) and Files (the nar file-key map). It
+// Jobs (running builds and their logs, here or, over the cluster port,
+// on the node that ran them) and Files (the nar file-key map). It
 // imports no other package of the node.
 package httpapi

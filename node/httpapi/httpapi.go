@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	wire "github.com/drvmesh/drvmesh/api"
@@ -60,6 +61,9 @@ type Jobs interface {
 	// IsRunning reports whether a build runs here; LogPath is its log.
 	IsRunning(id string) bool
 	LogPath(buildID string) string
+	// RemoteLog opens the log of a build on the node that ran it, over
+	// the cluster port.
+	RemoteLog(ctx context.Context, node, id string, follow bool) (io.ReadCloser, error)
 }
 
 // Files maps nar file keys to store path hash parts.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"time"
 
@@ -13,8 +12,8 @@ import (
 )
 
 // Build logs live on the node that ran the build, in DATA_DIR/logs. Any
-// node serves any log: its own from disk, others' through the building
-// node's HTTP API.
+// node serves any log: its own from disk, others' from the building node
+// over the cluster port (Jobs.RemoteLog).
 
 // handleBuildLog serves GET /api/v1/builds/{id}/log[?follow=1].
 func (api *API) handleBuildLog(w http.ResponseWriter, r *http.Request) {
@@ -93,32 +92,11 @@ func flushCopy(w http.ResponseWriter, r io.Reader) {
 	}
 }
 
-// openRemoteLog opens a build's log on the node that ran it.
+// openRemoteLog opens a build's log on the node that ran it, through
+// that node's cluster port: never from a URL built of the replicated
+// record's text.
 func (api *API) openRemoteLog(ctx context.Context, node, id string, follow bool) (io.ReadCloser, error) {
-	rec, err := api.raft.State().Node(node)
-	if err != nil || rec == nil {
-		return nil, fmt.Errorf("%w: node %s", consensus.ErrNotFound, node)
-	}
-	u := "http://" + rec.HTTP + "/api/v1/builds/" + url.PathEscape(id) + "/log"
-	if follow {
-		u += "?follow=1"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	if auth := authOf(ctx); auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("%w: %s", consensus.ErrNotFound, resp.Status)
-	}
-	return resp.Body, nil
+	return api.jobs.RemoteLog(ctx, node, id, follow)
 }
 
 // OpenDrvLog serves /log/<drv>: the log of the derivation's newest build
