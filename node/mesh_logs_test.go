@@ -48,7 +48,7 @@ func TestMesh_RemoteLogs(t *testing.T) {
 			b, err := n1.raft.State().GetBuild(id)
 			return err == nil && b.State == consensus.StateBuilding
 		})
-		code, body := httpDo(t, http.MethodGet, apiURL(n1, "/api/v1/builds/"+id+"/log"), "", nil)
+		code, body := httpDo(t, http.MethodGet, apiURL(n1, "/api/v1/builds/"+id+"/log"), m.admin, nil)
 		return code, string(body)
 	}
 	// record writes n2's own record with change applied, as n2 may.
