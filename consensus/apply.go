@@ -71,6 +71,12 @@ func (t *txn) submitBuilds(c *SubmitBuilds, at time.Time, index uint64) (*Submit
 		if in.System == "" {
 			return nil, fmt.Errorf("build of %s has no system: %w", in.Derivation, ErrBadCommand)
 		}
+		if i < len(c.SkipIfActive) && c.SkipIfActive[i] {
+			if active := t.activeBuildOf(in.Derivation); active != "" {
+				res.IDs = append(res.IDs, active)
+				continue
+			}
+		}
 		id := in.ID
 		if id == "" {
 			id = derivedBuildID(at, index, i)
@@ -99,6 +105,23 @@ func (t *txn) submitBuilds(c *SubmitBuilds, at time.Time, index uint64) (*Submit
 		res.IDs = append(res.IDs, id)
 	}
 	return res, nil
+}
+
+// activeBuildOf is the id of the newest queued, scheduled or building
+// build of a derivation, or "".
+func (t *txn) activeBuildOf(drv string) string {
+	keys := t.prefixKeys(bkByDrv, append([]byte(drv), 0))
+	for i := len(keys) - 1; i >= 0; i-- {
+		id := hex.EncodeToString(keys[i][len(keys[i])-16:])
+		b, _, err := t.getBuild(id)
+		if err != nil {
+			panic(fmt.Sprintf("consensus: derivation index names missing build %s", id))
+		}
+		if !Finished(b.State) {
+			return id
+		}
+	}
+	return ""
 }
 
 // stillMissing returns the sorted, deduplicated paths that no node holds.
