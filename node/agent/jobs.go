@@ -41,7 +41,7 @@ func (a *Agent) loop(ctx context.Context) {
 	}
 	changes, unsub := a.raft.Subscribe()
 	defer unsub()
-	if !a.handBackStale(ctx) {
+	if !a.handBack(ctx) {
 		return
 	}
 	tick := time.NewTicker(time.Second)
@@ -357,29 +357,29 @@ func (a *Agent) ingestOutput(ctx context.Context, path string, scan *store.RefSc
 	return a.disk.Ingest(ctx, bufio.NewReaderSize(pr, 1<<20), narcache.Expect{})
 }
 
-// handBackStale returns to the queue the builds the state still gives
-// this node from before a restart: their processes died with the old
-// node. It runs once, before this node picks up new work, and reports
-// false if the node stopped first.
-func (a *Agent) handBackStale(ctx context.Context) bool {
+// handBack returns to the queue every build the state gives this node:
+// the node just started, so nothing runs here, and whatever the state
+// says ran here died with the old process. It does not look at this
+// node's own state, which may not have caught up with the log yet (a
+// node back within seconds of a crash would see nothing to hand back,
+// and the leader requeues only what gossip declares dead): the
+// RequeueNode applies at the leader, which has the latest state. It
+// waits until this node's state includes the hand-back, so every build
+// pickUp sees afterwards was assigned after it. It retries until it
+// succeeds and reports false if the node stopped first.
+func (a *Agent) handBack(ctx context.Context) bool {
 	for {
-		st := a.raft.State()
-		stale := false
-		for _, state := range []string{consensus.StateScheduled, consensus.StateBuilding} {
-			bs, _ := st.ListBuilds(consensus.BuildFilter{State: state})
-			for _, b := range bs {
-				stale = stale || b.Node == a.cfg.Name
-			}
-		}
-		if !stale {
-			return true
-		}
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ids, err := a.apply.ApplyAndCatchUp(actx, &consensus.RequeueNode{Node: a.cfg.Name})
 		cancel()
 		if err == nil {
-			a.log.Info("handed back builds left from before the restart", keyCount, len(ids))
+			if len(ids) > 0 {
+				a.log.Info("handed back builds left from before the restart", keyCount, len(ids))
+			}
 			return true
+		}
+		if ctx.Err() == nil {
+			a.log.Debug("hand back builds", keyErr, err)
 		}
 		select {
 		case <-ctx.Done():
