@@ -1,12 +1,15 @@
 package node
 
 import (
+	"bytes"
+	"context"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/internal/testutil"
+	"github.com/drvmesh/drvmesh/narcache"
 )
 
 // freeAddr is a loopback address whose port was free a moment ago.
@@ -53,5 +56,48 @@ func TestNode_RestartHandsBackUnseenBuild(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, "the build is queued again with its attempt lost", func() bool {
 		b, err := lead.raft.State().GetBuild(id)
 		return err == nil && b.State == consensus.StateQueued && len(b.Attempts) == 1 && b.Attempts[0].Result == consensus.ResultLost
+	})
+}
+
+// TestNode_RepairLostCopies records a nar held by one node and asks
+// nobody to copy it, as when the builder is killed right after its
+// FinishOutputs committed: the builder comes back, and the mesh still
+// copies the nar until it has MinCopies holders. The builder comes back
+// on its own addresses within a moment, under LAN timings, so gossip
+// never declares it dead (which would copy its nars again).
+func TestNode_RepairLostCopies(t *testing.T) {
+	m := newTestMesh(t)
+	lan := func(c *Config) { c.Fast = false }
+	ports := fixedPorts(t)
+	m.bootstrap("n1", lan)
+	m.join("n2", func(c *Config) { lan(c); ports(c) })
+	m.join("n3", lan)
+	names := []string{"n1", "n2", "n3"}
+	waitSettled(t, m, names)
+	n2 := m.node("n2")
+	s := makeSource(t, "lost-copy", "copied after a crash\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nar, err := n2.disk.Ingest(ctx, bytes.NewReader(s.nar), narcache.Expect{NarHash: s.narHash, NarSize: int64(len(s.nar))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := n2.keep.Record(s.path, nar, nil, "", "", "")
+	if _, err := n2.fwd.ApplyAtLeader(ctx, &consensus.PutNarInfos{NarInfos: []consensus.NarInfo{rec}, Holder: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	m.kill("n2")
+	m.restart("n2")
+	testutil.Eventually(t, 30*time.Second, s.path+" on two nodes, each with the file", func() bool {
+		ni := narRecord(m.waitLeader(), s.hashPart)
+		if ni == nil || len(ni.Holders) < 2 {
+			return false
+		}
+		for _, h := range ni.Holders {
+			if nd := m.node(h); nd == nil || !narOnDisk(nd, narKey(t, ni)) {
+				return false
+			}
+		}
+		return true
 	})
 }

@@ -281,10 +281,14 @@ func (a *Agent) finish(ctx context.Context, j *job, fin *consensus.FinishBuild, 
 	defer cancel()
 	defer a.phase("finish", time.Now())
 	var cmd consensus.Command = fin
+	apply := a.apply.ApplyAtLeader
 	if len(recs) > 0 {
 		cmd = &consensus.FinishOutputs{NarInfos: consensus.PutNarInfos{NarInfos: recs, Holder: a.cfg.Name}, Finish: *fin}
+		// The copies below read the records from this node's state and
+		// tell the asked nodes its index: wait until it has them.
+		apply = a.apply.ApplyAndCatchUp
 	}
-	_, err := a.apply.ApplyAtLeader(ctx, cmd)
+	_, err := apply(ctx, cmd)
 	if err != nil {
 		a.log.Warn("finish build", keyBuild, j.id, keyErr, err)
 		if len(recs) == 0 || !errors.Is(err, consensus.ErrBadTransition) {
@@ -292,7 +296,7 @@ func (a *Agent) finish(ctx context.Context, j *job, fin *consensus.FinishBuild, 
 		}
 		// The build is no longer this node's (canceled meanwhile): its
 		// outputs are still good substitutes.
-		if _, err := a.apply.ApplyAtLeader(ctx, &consensus.PutNarInfos{NarInfos: recs, Holder: a.cfg.Name}); err != nil {
+		if _, err := a.apply.ApplyAndCatchUp(ctx, &consensus.PutNarInfos{NarInfos: recs, Holder: a.cfg.Name}); err != nil {
 			a.log.Warn("record outputs", keyBuild, j.id, keyErr, err)
 			return
 		}

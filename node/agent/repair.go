@@ -1,0 +1,52 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/gossip"
+)
+
+// RepairCopies asks for copies of the nars with fewer alive holders than
+// MinCopies (or than there are alive nodes), at most max of them, and
+// returns how many it found short. A nar no alive node holds is left
+// alone: nobody could send it. It is the safety net under
+// ReplicateAsync, whose retries end with the node that made them (a
+// crash, a stop) or after a few tries (a paused node).
+func (k *Keeper) RepairCopies(ctx context.Context, max int) (int, error) {
+	alive := map[string]bool{}
+	for _, m := range k.members.Members() {
+		if m.Status == gossip.StatusAlive {
+			alive[m.Name] = true
+		}
+	}
+	want := min(k.minCopies(), len(alive))
+	var short []string
+	err := k.raft.State().EachNar(func(hash string, ni *consensus.NarInfo) bool {
+		have := 0
+		for _, h := range ni.Holders {
+			if alive[h] {
+				have++
+			}
+		}
+		if have > 0 && have < want {
+			short = append(short, hash)
+		}
+		return len(short) < max
+	})
+	if err != nil {
+		return 0, fmt.Errorf("find nars short of copies: %w", err)
+	}
+	var errs []error
+	for _, hp := range short {
+		if err := k.ensureCopies(ctx, hp); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", hp, err))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return len(short), errors.Join(errs...)
+}
