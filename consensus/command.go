@@ -90,8 +90,12 @@ type StartBuild struct {
 // and, when the build's derivation was submitted with its outputs
 // (SubmitBuilds.Drvs), exactly the outputs it declares, else
 // ErrBadCommand.
-// A failure with retries left requeues the build with Node in FailedNodes.
-// MissingInputs requeues it waiting for those store paths.
+// A failure with retries left requeues the build with Node in FailedNodes,
+// deferred by a delay that doubles with each failure (2 s, 4 s, ... 5 min).
+// MissingInputs requeues it waiting for those store paths; when every one
+// of them is held (its holders could not send it: down, paused), the
+// build is deferred instead, 1 s doubling to 1 min for each such attempt
+// in a row. Neither counts as a failure.
 type FinishBuild struct {
 	ID            string   `json:"id"`
 	Node          string   `json:"node"`
