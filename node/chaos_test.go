@@ -3,11 +3,17 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/drvmesh/drvmesh/builder"
 	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/gossip"
 	"github.com/drvmesh/drvmesh/internal/testutil"
 	"github.com/drvmesh/drvmesh/narcache"
 )
@@ -99,5 +105,53 @@ func TestNode_RepairLostCopies(t *testing.T) {
 			}
 		}
 		return true
+	})
+}
+
+// failBuilder fails every build at once, as a build does whose input no
+// holder could send.
+type failBuilder struct{ holdBuilder }
+
+func (*failBuilder) Build(context.Context, builder.Request, io.Writer) (builder.Result, error) {
+	return builder.Result{}, errors.New("no holder could send an input")
+}
+
+// TestNode_UnreachableInputWaits takes down the only holder of a
+// build's .drv and source: the build waits, deferred, instead of failing
+// (it has no retries), and is not counted as failed.
+func TestNode_UnreachableInputWaits(t *testing.T) {
+	m := newTestMesh(t)
+	lead := m.bootstrap("lead", nil)
+	m.join("b1", func(c *Config) { c.Builder, c.builder, c.MaxJobs = "nix", &failBuilder{}, 1 })
+	m.join("h", nil)
+	waitSettled(t, m, []string{"lead", "b1", "h"})
+	drv, src := fakeDrv(1), "/nix/store/"+strings.Repeat("s", 32)+"-src"
+	var recs []consensus.NarInfo
+	for i, p := range []string{drv, src} {
+		recs = append(recs, consensus.NarInfo{StorePath: p, NarHash: "sha256:" + strings.Repeat("0", 51) + strconv.Itoa(i), NarSize: 100})
+	}
+	applyEnsure(t, lead, &consensus.PutNarInfos{NarInfos: recs, Holder: "h"}, func() bool { return false })
+	m.kill("h")
+	for _, nm := range []string{"lead", "b1"} {
+		testutil.Eventually(t, 20*time.Second, nm+" sees h dead", func() bool {
+			mb, ok := m.node(nm).gossip.Member("h")
+			return ok && mb.Status == gossip.StatusDead
+		})
+	}
+	b := consensus.Build{ID: consensus.NewBuildID(time.Now()), Derivation: drv, System: hostSystem(), Retries: 0}
+	applyEnsure(t, lead, &consensus.SubmitBuilds{
+		Builds: []consensus.Build{b},
+		Drvs:   []consensus.Drv{{Path: drv, System: hostSystem(), InputSrcs: []string{src}}},
+	}, func() bool { return false })
+	testutil.Eventually(t, 20*time.Second, "the build waits for its inputs, deferred", func() bool {
+		got, err := lead.raft.State().GetBuild(b.ID)
+		if err != nil || len(got.Attempts) == 0 {
+			return false
+		}
+		if got.State == consensus.StateFailed {
+			t.Fatalf("the build failed: %s", got.Error)
+		}
+		last := got.Attempts[len(got.Attempts)-1]
+		return last.Result == consensus.ResultMissingInputs && got.DeferUntil.After(last.FinishedAt)
 	})
 }

@@ -255,6 +255,12 @@ func (a *Agent) build(ctx context.Context, j *job, in buildInputs, lf io.Writer,
 		return nil, false
 	default:
 		fin.Error = err.Error()
+		// A holder of an input went away during the build: the build
+		// waits for it instead of failing.
+		if lost := a.unreachable(a.raft.State(), in.needed); len(lost) > 0 {
+			fmt.Fprintf(lf, "drvmesh: inputs no holder can send: %s\n", strings.Join(lost, " "))
+			fin.Error, fin.MissingInputs = "", lost
+		}
 	}
 	return recs, true
 }
