@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -154,4 +155,26 @@ func TestNode_UnreachableInputWaits(t *testing.T) {
 		last := got.Attempts[len(got.Attempts)-1]
 		return last.Result == consensus.ResultMissingInputs && got.DeferUntil.After(last.FinishedAt)
 	})
+}
+
+// TestNode_UploadAnsweredWithCopies checks that an upload is answered
+// only once the nar is on two nodes: a submission of it then survives
+// the restart of the node it was uploaded to.
+func TestNode_UploadAnsweredWithCopies(t *testing.T) {
+	m := newTestMesh(t)
+	m.bootstrap("n1", nil)
+	m.join("n2", nil)
+	m.join("n3", nil)
+	waitSettled(t, m, []string{"n1", "n2", "n3"})
+	token := m.adminToken("n1")
+	leader := m.waitLeader()
+	for i, via := range []string{"n1", "n2", "n3"} {
+		s := makeSource(t, fmt.Sprintf("answered-%d", i), fmt.Sprintf("copied before the answer %d\n", i))
+		uploadSrc(t, m.node(via), token, s)
+		// The leader applies every holder's record before its holder
+		// answers the copy request.
+		if ni := narRecord(leader, s.hashPart); ni == nil || len(ni.Holders) < 2 {
+			t.Fatalf("upload through %s answered with the nar on %v", via, ni)
+		}
+	}
 }

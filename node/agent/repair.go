@@ -50,3 +50,17 @@ func (k *Keeper) RepairCopies(ctx context.Context, max int) (int, error) {
 	}
 	return len(short), errors.Join(errs...)
 }
+
+// EnsureCopies asks alive nodes to copy each nar until it has MinCopies
+// alive holders (or every alive node holds it), and returns once they
+// have: what a client was told is stored then survives one node. It
+// gives up at ctx's end.
+func (k *Keeper) EnsureCopies(ctx context.Context, hashParts ...string) error {
+	var errs []error
+	for _, hp := range hashParts {
+		if err := k.ensureCopies(ctx, hp); err != nil {
+			errs = append(errs, fmt.Errorf("copy %s: %w", hp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
