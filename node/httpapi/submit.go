@@ -219,12 +219,18 @@ func (api *API) submit(ctx context.Context, req submitRequest) ([]SubmittedBuild
 			add(p, rec, true)
 		}
 	}
+	return api.record(ctx, builds, drvs, skip, out, outAt)
+}
+
+// record commits builds, maxBuildsPerEntry per entry, and returns out
+// with the id apply kept for each (outAt: where each build is in out).
+func (api *API) record(ctx context.Context, builds []consensus.Build, drvs []consensus.Drv, skip []bool, out []SubmittedBuild, outAt []int) ([]SubmittedBuild, error) {
 	for i := 0; i < len(builds); i += maxBuildsPerEntry {
 		j := min(i+maxBuildsPerEntry, len(builds))
 		ids, err := api.apply.ApplyAndCatchUp(ctx, &consensus.SubmitBuilds{Builds: builds[i:j], Drvs: drvs[i:j], SkipIfActive: skip[i:j]})
 		if err != nil {
 			if i > 0 {
-				return out[:i], fmt.Errorf("recorded %d of %d builds: %w", i, len(builds), err)
+				return out[:outAt[i]], fmt.Errorf("recorded %d of %d builds: %w", i, len(builds), err)
 			}
 			return nil, err
 		}
