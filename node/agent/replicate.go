@@ -138,17 +138,22 @@ type replicateRequest struct {
 
 // Bounds of a copy request. The asked node waits at most
 // replicateCatchUp for its state to hold the nar's record; the whole
-// request may take copyBase plus the time the nar takes at copyRate, so
-// a paused node cannot hold a copy for long: the asker tries another.
+// request may take Config.CopyWait (copyWait by default) plus the time
+// the nar takes at copyRate, so a paused node cannot hold a copy for
+// long: the asker tries another.
 const (
 	replicateCatchUp = 5 * time.Second
-	copyBase         = 20 * time.Second
+	copyWait         = 20 * time.Second
 	copyRate         = 8 << 20 // bytes per second
 )
 
 // copyTimeout bounds a copy request of a nar of size bytes.
-func copyTimeout(size int64) time.Duration {
-	return copyBase + time.Duration(size/copyRate)*time.Second
+func (k *Keeper) copyTimeout(size int64) time.Duration {
+	base := k.cfg.CopyWait
+	if base <= 0 {
+		base = copyWait
+	}
+	return base + time.Duration(size/copyRate)*time.Second
 }
 
 // AskReplicate asks the node name over RPC to copy a nar (this node
@@ -170,7 +175,7 @@ func (k *Keeper) AskReplicate(ctx context.Context, name, hashPart string) error 
 	// so its applied index is at or past the entry that committed it:
 	// the asked node waits until its own state has that index.
 	body, _ := json.Marshal(replicateRequest{HashPart: hashPart, Index: st.AppliedIndex()})
-	ctx, cancel := context.WithTimeout(ctx, copyTimeout(size))
+	ctx, cancel := context.WithTimeout(ctx, k.copyTimeout(size))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+rec.Raft+"/rpc/replicate", bytes.NewReader(body))
 	if err != nil {
