@@ -11,10 +11,13 @@ import (
 
 // RepairCopies asks for copies of the nars with fewer alive holders than
 // MinCopies (or than there are alive nodes), at most max of them, and
-// returns how many it found short. A nar no alive node holds is left
-// alone: nobody could send it. It is the safety net under
-// ReplicateAsync, whose retries end with the node that made them (a
-// crash, a stop) or after a few tries (a paused node).
+// returns how many it asked for. A nar no alive node holds is left
+// alone: nobody could send it. A nar is copied only when the call
+// before found it short too, so that the copies its maker is still
+// asking for (a build's outputs, an upload) are not asked for twice.
+// It is the safety net under ReplicateAsync, whose retries end with the
+// node that made them (a crash, a stop) or after a few tries (a paused
+// node). Calls must not overlap.
 func (k *Keeper) RepairCopies(ctx context.Context, max int) (int, error) {
 	alive := map[string]bool{}
 	for _, m := range k.members.Members() {
@@ -39,8 +42,17 @@ func (k *Keeper) RepairCopies(ctx context.Context, max int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find nars short of copies: %w", err)
 	}
-	var errs []error
+	seen := make(map[string]bool, len(short))
+	var again []string
 	for _, hp := range short {
+		seen[hp] = true
+		if k.short[hp] {
+			again = append(again, hp)
+		}
+	}
+	k.short = seen
+	var errs []error
+	for _, hp := range again {
 		if err := k.ensureCopies(ctx, hp); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", hp, err))
 		}
@@ -48,7 +60,7 @@ func (k *Keeper) RepairCopies(ctx context.Context, max int) (int, error) {
 			break
 		}
 	}
-	return len(short), errors.Join(errs...)
+	return len(again), errors.Join(errs...)
 }
 
 // EnsureCopies asks alive nodes to copy each nar until it has MinCopies

@@ -51,7 +51,8 @@ type Copies interface {
 	// ReplicateAsync copies the nars again, in the background.
 	ReplicateAsync(hashParts ...string)
 	// RepairCopies copies again up to max nars with fewer alive holders
-	// than the mesh keeps, and returns how many it found short.
+	// than the mesh keeps (and found so the time before), and returns
+	// how many it asked for.
 	RepairCopies(ctx context.Context, max int) (int, error)
 }
 

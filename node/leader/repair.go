@@ -17,7 +17,7 @@ const repairBatch = 512
 // copies would get one from each), and it already copies again what a
 // lost node held. One pass runs at a time.
 func (l *Leader) repairCopies(ctx context.Context) {
-	interval := 10 * time.Second
+	interval := 5 * time.Second
 	if l.cfg.Fast {
 		interval = time.Second
 	}
