@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/drvmesh/drvmesh/consensus"
 	"github.com/drvmesh/drvmesh/gossip"
@@ -65,14 +66,35 @@ func (k *Keeper) RepairCopies(ctx context.Context, max int) (int, error) {
 
 // EnsureCopies asks alive nodes to copy each nar until it has MinCopies
 // alive holders (or every alive node holds it), and returns once they
-// have: what a client was told is stored then survives one node. It
-// gives up at ctx's end.
+// have: what a client was told is stored then survives one node. Up to
+// ensureWorkers nars are copied at once. It gives up at ctx's end.
 func (k *Keeper) EnsureCopies(ctx context.Context, hashParts ...string) error {
-	var errs []error
-	for _, hp := range hashParts {
-		if err := k.ensureCopies(ctx, hp); err != nil {
-			errs = append(errs, fmt.Errorf("copy %s: %w", hp, err))
-		}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	work := make(chan string)
+	for range min(ensureWorkers, len(hashParts)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for hp := range work {
+				if err := k.ensureCopies(ctx, hp); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("copy %s: %w", hp, err))
+					mu.Unlock()
+				}
+			}
+		}()
 	}
+	for _, hp := range hashParts {
+		work <- hp
+	}
+	close(work)
+	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// ensureWorkers bounds the nars EnsureCopies copies at once.
+const ensureWorkers = 16
