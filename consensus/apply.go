@@ -71,6 +71,12 @@ func (t *txn) submitBuilds(c *SubmitBuilds, at time.Time, index uint64) (*Submit
 		if in.System == "" {
 			return nil, fmt.Errorf("build of %s has no system: %w", in.Derivation, ErrBadCommand)
 		}
+		if i < len(c.SkipIfActive) && c.SkipIfActive[i] {
+			if active := t.activeBuildOf(in.Derivation); active != "" {
+				res.IDs = append(res.IDs, active)
+				continue
+			}
+		}
 		id := in.ID
 		if id == "" {
 			id = derivedBuildID(at, index, i)
@@ -99,6 +105,23 @@ func (t *txn) submitBuilds(c *SubmitBuilds, at time.Time, index uint64) (*Submit
 		res.IDs = append(res.IDs, id)
 	}
 	return res, nil
+}
+
+// activeBuildOf is the id of the newest queued, scheduled or building
+// build of a derivation, or "".
+func (t *txn) activeBuildOf(drv string) string {
+	keys := t.prefixKeys(bkByDrv, append([]byte(drv), 0))
+	for i := len(keys) - 1; i >= 0; i-- {
+		id := hex.EncodeToString(keys[i][len(keys[i])-16:])
+		b, _, err := t.getBuild(id)
+		if err != nil {
+			panic(fmt.Sprintf("consensus: derivation index names missing build %s", id))
+		}
+		if !Finished(b.State) {
+			return id
+		}
+	}
+	return ""
 }
 
 // stillMissing returns the sorted, deduplicated paths that no node holds.
@@ -167,6 +190,11 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 		att.Result = ResultMissingInputs
 		b.State, b.Node = StateQueued, ""
 		b.WaitingFor = t.stillMissing(c.MissingInputs)
+		if len(b.WaitingFor) == 0 {
+			// Every input is held, but no holder could send it (down,
+			// paused): try again later, later each time in a row.
+			b.DeferUntil = at.Add(backoff(trailing(b.Attempts, ResultMissingInputs), unreachableBase, unreachableCap))
+		}
 		t.addEvent(EventBuildMissingInputs, k, at)
 	case c.Success:
 		if err := t.checkDeclared(b.Derivation, c.Outputs); err != nil {
@@ -190,6 +218,7 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 		}
 		if failures <= b.Retries {
 			b.State, b.Node = StateQueued, ""
+			b.DeferUntil = at.Add(backoff(failures, retryBase, retryCap))
 			if !slices.Contains(b.FailedNodes, c.Node) {
 				b.FailedNodes = append(slices.Clone(b.FailedNodes), c.Node)
 			}
@@ -200,6 +229,34 @@ func (t *txn) finishBuild(c *FinishBuild, at time.Time) error {
 	}
 	t.putBuild(k, &old, b)
 	return nil
+}
+
+// The delays before a build runs again: after its n-th failure (a
+// genuine retry), and after the n-th attempt in a row whose inputs were
+// held but could not be fetched.
+const (
+	retryBase       = 2 * time.Second
+	retryCap        = 5 * time.Minute
+	unreachableBase = time.Second
+	unreachableCap  = time.Minute
+)
+
+// backoff is base doubled for each n after the first, at most limit.
+func backoff(n int, base, limit time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// trailing counts the attempts at the end of atts with result r.
+func trailing(atts []Attempt, r string) int {
+	n := 0
+	for i := len(atts) - 1; i >= 0 && atts[i].Result == r; i-- {
+		n++
+	}
+	return n
 }
 
 // checkDeclared requires outputs to be exactly the outputs the

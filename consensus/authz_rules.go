@@ -17,6 +17,9 @@ func authorizeSubmit(a *authz, c Command) error {
 	if len(s.Builds) > MaxSubmitBuilds {
 		return a.bad("", "%d builds, more than %d", len(s.Builds), MaxSubmitBuilds)
 	}
+	if len(s.SkipIfActive) > len(s.Builds) {
+		return a.bad("", "%d skip-if-active flags for %d builds", len(s.SkipIfActive), len(s.Builds))
+	}
 	if len(s.Drvs) > MaxSubmitDrvs {
 		return a.bad("", "%d derivations, more than %d", len(s.Drvs), MaxSubmitDrvs)
 	}

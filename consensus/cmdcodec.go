@@ -14,8 +14,14 @@ import (
 // AssignBuilds, are encoded in a versioned binary form instead: a version
 // byte (cmdPayloadV1), then the fields as in codec.go, and nothing after
 // them. A payload that is neither fails to decode, and every replica
-// rejects its entry alike (FSM.ApplyBatch).
-const cmdPayloadV1 = 1
+// rejects its entry alike (FSM.ApplyBatch). Version 2 of SubmitBuilds
+// adds, after the derivations, the indexes of the builds whose
+// SkipIfActive is set; a submission without such builds is still
+// written as version 1, which replicas of before version 2 read.
+const (
+	cmdPayloadV1 = 1
+	cmdPayloadV2 = 2
+)
 
 // encodePayload appends the payload of cmd to buf.
 func encodePayload(buf []byte, cmd Command) ([]byte, error) {
@@ -37,10 +43,13 @@ func decodePayload(data []byte, cmd Command) error {
 	if len(data) > 0 && data[0] == cmdPayloadV1 {
 		switch c := cmd.(type) {
 		case *SubmitBuilds:
-			return decodeSubmit(data[1:], c)
+			return decodeSubmit(data[1:], c, false)
 		case *AssignBuilds:
 			return decodeAssign(data[1:], c)
 		}
+	}
+	if c, ok := cmd.(*SubmitBuilds); ok && len(data) > 0 && data[0] == cmdPayloadV2 {
+		return decodeSubmit(data[1:], c, true)
 	}
 	if len(data) == 0 || data[0] != '{' {
 		return fmt.Errorf("payload version: %w", ErrBadCommand)
@@ -50,7 +59,17 @@ func decodePayload(data []byte, cmd Command) error {
 
 func encodeSubmit(buf []byte, c *SubmitBuilds) []byte {
 	e := enc{b: slices.Grow(buf, 8+len(c.Builds)*96)}
-	e.b = append(e.b, cmdPayloadV1)
+	var skip []uint64
+	for i, s := range c.SkipIfActive {
+		if s {
+			skip = append(skip, uint64(i))
+		}
+	}
+	if len(skip) > 0 {
+		e.b = append(e.b, cmdPayloadV2)
+	} else {
+		e.b = append(e.b, cmdPayloadV1)
+	}
 	e.uint(uint64(len(c.Builds)))
 	for i := range c.Builds {
 		e.build(&c.Builds[i])
@@ -75,6 +94,12 @@ func encodeSubmit(buf []byte, c *SubmitBuilds) []byte {
 		}
 		e.strs(d.Features)
 	}
+	if len(skip) > 0 {
+		e.uint(uint64(len(skip)))
+		for _, i := range skip {
+			e.uint(i)
+		}
+	}
 	return e.b
 }
 
@@ -87,7 +112,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func decodeSubmit(data []byte, c *SubmitBuilds) error {
+func decodeSubmit(data []byte, c *SubmitBuilds, v2 bool) error {
 	d := newDec(data)
 	if n := d.count(); n > 0 {
 		c.Builds = make([]Build, n)
@@ -119,8 +144,30 @@ func decodeSubmit(data []byte, c *SubmitBuilds) error {
 			v.Features = d.strs()
 		}
 	}
+	if v2 {
+		decodeSkip(&d, c)
+	}
 	d.end()
 	return d.err
+}
+
+// decodeSkip reads version 2's indexes of the builds to skip if active:
+// at least one, each a build of the command, ascending.
+func decodeSkip(d *dec, c *SubmitBuilds) {
+	n := d.count()
+	if n == 0 && d.err == nil {
+		d.err = fmt.Errorf("no skip-if-active builds in a version 2 payload: %w", ErrBadCommand)
+	}
+	c.SkipIfActive = make([]bool, len(c.Builds))
+	last := -1
+	for ; n > 0 && d.err == nil; n-- {
+		i := d.uint()
+		if i >= uint64(len(c.Builds)) || int(i) <= last {
+			d.err = fmt.Errorf("skip-if-active build %d of %d: %w", i, len(c.Builds), ErrBadCommand)
+			return
+		}
+		c.SkipIfActive[i], last = true, int(i)
+	}
 }
 
 func encodeAssign(buf []byte, c *AssignBuilds) []byte {

@@ -43,13 +43,21 @@ type Command interface {
 
 // SubmitBuilds creates builds (state queued) and records derivation
 // metadata. An empty Build.ID is filled deterministically from the command
-// time and the log index; a given id must be new. Result: *SubmitResult.
+// time and the log index; a given id must be new. A build whose
+// SkipIfActive entry is true is created only if no queued, scheduled or
+// building build of its derivation exists when the entry applies: the
+// check runs in apply, so every replica decides alike and two racing
+// submissions of the same input make one build. Result: *SubmitResult.
 type SubmitBuilds struct {
 	Builds []Build `json:"builds"`
 	Drvs   []Drv   `json:"drvs,omitempty"`
+	// SkipIfActive, when not empty, has one entry per build.
+	SkipIfActive []bool `json:"skip_if_active,omitempty"`
 }
 
-// SubmitResult lists the ids of the created builds, in command order.
+// SubmitResult lists, in command order, the ids of the created builds;
+// for a build skipped by SkipIfActive, the id of the active build of its
+// derivation instead.
 type SubmitResult struct {
 	IDs []string
 }
@@ -82,8 +90,12 @@ type StartBuild struct {
 // and, when the build's derivation was submitted with its outputs
 // (SubmitBuilds.Drvs), exactly the outputs it declares, else
 // ErrBadCommand.
-// A failure with retries left requeues the build with Node in FailedNodes.
-// MissingInputs requeues it waiting for those store paths.
+// A failure with retries left requeues the build with Node in FailedNodes,
+// deferred by a delay that doubles with each failure (2 s, 4 s, ... 5 min).
+// MissingInputs requeues it waiting for those store paths; when every one
+// of them is held (its holders could not send it: down, paused), the
+// build is deferred instead, 1 s doubling to 1 min for each such attempt
+// in a row. Neither counts as a failure.
 type FinishBuild struct {
 	ID            string   `json:"id"`
 	Node          string   `json:"node"`

@@ -218,6 +218,25 @@ func (f *FSM) MissingPaths(paths []string) ([]string, error) {
 	return out, err
 }
 
+// EachNar calls fn with the hash part and record of every nar, in hash
+// part order, until fn returns false. fn runs inside a read transaction:
+// it must not call back into the FSM.
+func (f *FSM) EachNar(fn func(hash string, n *NarInfo) bool) error {
+	return f.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(buckets[bkNars]).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			n, err := decodeNarInfo(v)
+			if err != nil {
+				return fmt.Errorf("stored nar %s: %w", k, err)
+			}
+			if !fn(string(k), n) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
 // NarsHeldBy returns the hash parts of the nars a node holds, sorted.
 func (f *FSM) NarsHeldBy(node string) ([]string, error) {
 	var out []string

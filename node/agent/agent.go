@@ -70,6 +70,9 @@ type Config struct {
 	RPC        *http.Client // client of the cluster port
 	// PushMeta asks for this node's gossip meta to be sent soon.
 	PushMeta func()
+	// CopyWait bounds a copy request to another node, plus the nar's
+	// transfer time (0: 20 s).
+	CopyWait time.Duration
 
 	Raft    Raft
 	Apply   Applier

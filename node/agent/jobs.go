@@ -41,7 +41,7 @@ func (a *Agent) loop(ctx context.Context) {
 	}
 	changes, unsub := a.raft.Subscribe()
 	defer unsub()
-	if !a.handBackStale(ctx) {
+	if !a.handBack(ctx) {
 		return
 	}
 	tick := time.NewTicker(time.Second)
@@ -255,6 +255,12 @@ func (a *Agent) build(ctx context.Context, j *job, in buildInputs, lf io.Writer,
 		return nil, false
 	default:
 		fin.Error = err.Error()
+		// A holder of an input went away during the build: the build
+		// waits for it instead of failing.
+		if lost := a.unreachable(a.raft.State(), in.needed); len(lost) > 0 {
+			fmt.Fprintf(lf, "drvmesh: inputs no holder can send: %s\n", strings.Join(lost, " "))
+			fin.Error, fin.MissingInputs = "", lost
+		}
 	}
 	return recs, true
 }
@@ -281,10 +287,14 @@ func (a *Agent) finish(ctx context.Context, j *job, fin *consensus.FinishBuild, 
 	defer cancel()
 	defer a.phase("finish", time.Now())
 	var cmd consensus.Command = fin
+	apply := a.apply.ApplyAtLeader
 	if len(recs) > 0 {
 		cmd = &consensus.FinishOutputs{NarInfos: consensus.PutNarInfos{NarInfos: recs, Holder: a.cfg.Name}, Finish: *fin}
+		// The copies below read the records from this node's state and
+		// tell the asked nodes its index: wait until it has them.
+		apply = a.apply.ApplyAndCatchUp
 	}
-	_, err := a.apply.ApplyAtLeader(ctx, cmd)
+	_, err := apply(ctx, cmd)
 	if err != nil {
 		a.log.Warn("finish build", keyBuild, j.id, keyErr, err)
 		if len(recs) == 0 || !errors.Is(err, consensus.ErrBadTransition) {
@@ -292,7 +302,7 @@ func (a *Agent) finish(ctx context.Context, j *job, fin *consensus.FinishBuild, 
 		}
 		// The build is no longer this node's (canceled meanwhile): its
 		// outputs are still good substitutes.
-		if _, err := a.apply.ApplyAtLeader(ctx, &consensus.PutNarInfos{NarInfos: recs, Holder: a.cfg.Name}); err != nil {
+		if _, err := a.apply.ApplyAndCatchUp(ctx, &consensus.PutNarInfos{NarInfos: recs, Holder: a.cfg.Name}); err != nil {
 			a.log.Warn("record outputs", keyBuild, j.id, keyErr, err)
 			return
 		}
@@ -357,29 +367,29 @@ func (a *Agent) ingestOutput(ctx context.Context, path string, scan *store.RefSc
 	return a.disk.Ingest(ctx, bufio.NewReaderSize(pr, 1<<20), narcache.Expect{})
 }
 
-// handBackStale returns to the queue the builds the state still gives
-// this node from before a restart: their processes died with the old
-// node. It runs once, before this node picks up new work, and reports
-// false if the node stopped first.
-func (a *Agent) handBackStale(ctx context.Context) bool {
+// handBack returns to the queue every build the state gives this node:
+// the node just started, so nothing runs here, and whatever the state
+// says ran here died with the old process. It does not look at this
+// node's own state, which may not have caught up with the log yet (a
+// node back within seconds of a crash would see nothing to hand back,
+// and the leader requeues only what gossip declares dead): the
+// RequeueNode applies at the leader, which has the latest state. It
+// waits until this node's state includes the hand-back, so every build
+// pickUp sees afterwards was assigned after it. It retries until it
+// succeeds and reports false if the node stopped first.
+func (a *Agent) handBack(ctx context.Context) bool {
 	for {
-		st := a.raft.State()
-		stale := false
-		for _, state := range []string{consensus.StateScheduled, consensus.StateBuilding} {
-			bs, _ := st.ListBuilds(consensus.BuildFilter{State: state})
-			for _, b := range bs {
-				stale = stale || b.Node == a.cfg.Name
-			}
-		}
-		if !stale {
-			return true
-		}
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ids, err := a.apply.ApplyAndCatchUp(actx, &consensus.RequeueNode{Node: a.cfg.Name})
 		cancel()
 		if err == nil {
-			a.log.Info("handed back builds left from before the restart", keyCount, len(ids))
+			if len(ids) > 0 {
+				a.log.Info("handed back builds left from before the restart", keyCount, len(ids))
+			}
 			return true
+		}
+		if ctx.Err() == nil {
+			a.log.Debug("hand back builds", keyErr, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -25,6 +25,8 @@ type Keeper struct {
 
 	run context.Context // the node's run context: copies end with it
 	wg  sync.WaitGroup  // the copies under way
+
+	short map[string]bool // nars RepairCopies found short last time
 }
 
 // NewKeeper makes the keeper; the copies it makes in the background end

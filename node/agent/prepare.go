@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"slices"
+
 	"github.com/drvmesh/drvmesh/consensus"
+	"github.com/drvmesh/drvmesh/gossip"
 )
 
 // buildInputs is what the replicated state says about a build's inputs
@@ -13,6 +16,8 @@ type buildInputs struct {
 	// missing lists the needed paths (the .drv, input sources, outputs of
 	// input derivations) no live node holds.
 	missing []string
+	// needed are all those paths.
+	needed []string
 	// candidates are the store paths the outputs may refer to, as the
 	// daemon decides it: the closure of the inputs and the outputs
 	// themselves. Nil when some narinfo in the closure is unknown.
@@ -45,7 +50,12 @@ func (a *Agent) inputsOf(st *consensus.FSM, drvPath string) buildInputs {
 	if err != nil {
 		return buildInputs{}
 	}
-	in := buildInputs{known: true, missing: missing}
+	for _, p := range a.unreachable(st, needed) {
+		if !slices.Contains(missing, p) {
+			missing = append(missing, p)
+		}
+	}
+	in := buildInputs{known: true, missing: missing, needed: needed}
 	if len(missing) == 0 {
 		in.candidates = a.closure(st, roots)
 		if in.candidates != nil {
@@ -86,4 +96,36 @@ func (a *Agent) closure(st *consensus.FSM, roots []string) []string {
 		}
 	}
 	return out
+}
+
+// unreachable returns the paths that are held, but only by nodes gossip
+// says are gone: no holder could send them, so a build would fail for
+// want of an input, not for itself. A holder gossip does not know yet
+// counts as reachable.
+func (a *Agent) unreachable(st *consensus.FSM, paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		hp, err := consensus.HashPart(p)
+		if err != nil {
+			continue
+		}
+		ni, err := st.NarInfoByHash(hp)
+		if err != nil || len(ni.Holders) == 0 {
+			continue // missing, not unreachable
+		}
+		if !slices.ContainsFunc(ni.Holders, a.reachable) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// reachable reports whether a holder may send a nar: it is this node, or
+// gossip does not say it is dead or gone.
+func (a *Agent) reachable(holder string) bool {
+	if holder == a.cfg.Name {
+		return true
+	}
+	m, ok := a.members.Member(holder)
+	return !ok || m.Status == gossip.StatusAlive || m.Status == gossip.StatusSuspect
 }

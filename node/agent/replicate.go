@@ -136,20 +136,46 @@ type replicateRequest struct {
 	Index uint64 `json:"index,omitempty"`
 }
 
+// Bounds of a copy request. The asked node waits at most
+// replicateCatchUp for its state to hold the nar's record; the whole
+// request may take Config.CopyWait (copyWait by default) plus the time
+// the nar takes at copyRate, so a paused node cannot hold a copy for
+// long: the asker tries another.
+const (
+	replicateCatchUp = 5 * time.Second
+	copyWait         = 20 * time.Second
+	copyRate         = 8 << 20 // bytes per second
+)
+
+// copyTimeout bounds a copy request of a nar of size bytes.
+func (k *Keeper) copyTimeout(size int64) time.Duration {
+	base := k.cfg.CopyWait
+	if base <= 0 {
+		base = copyWait
+	}
+	return base + time.Duration(size/copyRate)*time.Second
+}
+
 // AskReplicate asks the node name over RPC to copy a nar (this node
 // copies it itself).
 func (k *Keeper) AskReplicate(ctx context.Context, name, hashPart string) error {
 	if name == k.cfg.Name {
 		return k.ReplicateLocal(ctx, hashPart)
 	}
-	rec, err := k.raft.State().Node(name)
+	st := k.raft.State()
+	rec, err := st.Node(name)
 	if err != nil || rec == nil {
 		return fmt.Errorf("%w: node %s", consensus.ErrNotFound, name)
 	}
-	// The index tells the asked node how far its state must have caught
-	// up to know the nar this node just recorded.
-	body, _ := json.Marshal(replicateRequest{HashPart: hashPart, Index: k.raft.State().AppliedIndex()})
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	var size int64
+	if ni, err := st.NarInfoByHash(hashPart); err == nil {
+		size = ni.NarSize
+	}
+	// This node's state has the nar's record (the asker reads it first),
+	// so its applied index is at or past the entry that committed it:
+	// the asked node waits until its own state has that index.
+	body, _ := json.Marshal(replicateRequest{HashPart: hashPart, Index: st.AppliedIndex()})
+	ctx, cancel := context.WithTimeout(ctx, k.copyTimeout(size))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+rec.Raft+"/rpc/replicate", bytes.NewReader(body))
 	if err != nil {
@@ -252,7 +278,10 @@ func (k *Keeper) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "bad replicate request: %v", err)
 		return
 	}
-	if err := k.apply.CatchUp(r.Context(), req.Index); err != nil {
+	cctx, cancel := context.WithTimeout(r.Context(), replicateCatchUp)
+	err := k.apply.CatchUp(cctx, req.Index)
+	cancel()
+	if err != nil {
 		apiError(w, http.StatusServiceUnavailable, "replicate %s: %v", req.HashPart, err)
 		return
 	}

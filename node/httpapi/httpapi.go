@@ -52,6 +52,9 @@ type Copies interface {
 	ReplicateLocal(ctx context.Context, hashPart string) error
 	// ReplicateAsync makes other nodes copy new nars, in the background.
 	ReplicateAsync(hashParts ...string)
+	// EnsureCopies makes other nodes copy new nars and returns once they
+	// have MinCopies alive holders.
+	EnsureCopies(ctx context.Context, hashParts ...string) error
 	// Record builds the signed index record of a nar this node holds.
 	Record(path string, nar narcache.Nar, refs []string, deriver, system, ca string) consensus.NarInfo
 }

@@ -146,15 +146,19 @@ func (api *API) submit(ctx context.Context, req wire.SubmitRequest) ([]wire.Subm
 	out := []wire.SubmittedBuild{}
 	var builds []consensus.Build
 	var drvs []consensus.Drv
+	var skip []bool // closure inputs: only if no build of theirs is active
+	var outAt []int // where each build is in out
 	seen := map[string]bool{}
 	now := time.Now().UTC()
-	add := func(p string, rec *consensus.Drv) {
+	add := func(p string, rec *consensus.Drv, input bool) {
+		skip = append(skip, input)
 		builds = append(builds, consensus.Build{
 			ID: consensus.NewBuildID(now), Derivation: p, System: rec.System, State: consensus.StateQueued,
 			Priority: req.Priority, Tags: req.Tags, DeferUntil: req.DeferUntil, Retries: retries,
 		})
 		drvs = append(drvs, *rec)
 		out = append(out, wire.SubmittedBuild{ID: builds[len(builds)-1].ID, Derivation: p})
+		outAt = append(outAt, len(out)-1)
 	}
 	for _, p := range req.Derivations {
 		if _, err := store.ParseStorePath(api.cfg.StoreDir, p); err != nil || !strings.HasSuffix(p, ".drv") {
@@ -174,7 +178,7 @@ func (api *API) submit(ctx context.Context, req wire.SubmitRequest) ([]wire.Subm
 				continue
 			}
 		}
-		add(p, rec)
+		add(p, rec, false)
 	}
 	if req.Closure {
 		var order []string
@@ -197,16 +201,29 @@ func (api *API) submit(ctx context.Context, req wire.SubmitRequest) ([]wire.Subm
 			if api.outputsPresent(rec) || latestBuild(st, p, "") != nil && !latestFinished(st, p) {
 				continue
 			}
-			add(p, rec)
+			add(p, rec, true)
 		}
 	}
+	return api.record(ctx, builds, drvs, skip, out, outAt)
+}
+
+// record commits builds, maxBuildsPerEntry per entry, and returns out
+// with the id apply kept for each (outAt: where each build is in out).
+func (api *API) record(ctx context.Context, builds []consensus.Build, drvs []consensus.Drv, skip []bool, out []wire.SubmittedBuild, outAt []int) ([]wire.SubmittedBuild, error) {
 	for i := 0; i < len(builds); i += maxBuildsPerEntry {
 		j := min(i+maxBuildsPerEntry, len(builds))
-		if _, err := api.apply.ApplyAndCatchUp(ctx, &consensus.SubmitBuilds{Builds: builds[i:j], Drvs: drvs[i:j]}); err != nil {
+		ids, err := api.apply.ApplyAndCatchUp(ctx, &consensus.SubmitBuilds{Builds: builds[i:j], Drvs: drvs[i:j], SkipIfActive: skip[i:j]})
+		if err != nil {
 			if i > 0 {
-				return out[:i], fmt.Errorf("recorded %d of %d builds: %w", i, len(builds), err)
+				return out[:outAt[i]], fmt.Errorf("recorded %d of %d builds: %w", i, len(builds), err)
 			}
 			return nil, err
+		}
+		// A closure input skipped in apply is named by its active build.
+		for k, id := range ids {
+			if i+k < j {
+				out[outAt[i+k]].ID = id
+			}
 		}
 	}
 	return out, nil

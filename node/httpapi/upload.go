@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	wire "github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/consensus"
@@ -184,7 +186,9 @@ func (api *API) handleUploadNar(w http.ResponseWriter, r *http.Request) {
 	}
 	api.files.Note(&rec)
 	hp, _ := consensus.HashPart(path)
-	api.copies.ReplicateAsync(hp)
+	if !api.keepCopies(r.Context(), w, hp) {
+		return
+	}
 	writeJSON(w, http.StatusOK, wire.NarRecord{Path: path, NarHash: rec.NarHash, NarSize: rec.NarSize})
 }
 
@@ -255,8 +259,8 @@ func (api *API) handleImportNars(w http.ResponseWriter, r *http.Request) {
 		hashParts = append(hashParts, hp)
 		out = append(out, wire.NarRecord{Path: recs[i].StorePath, NarHash: recs[i].NarHash, NarSize: recs[i].NarSize})
 	}
-	if len(hashParts) > 0 {
-		api.copies.ReplicateAsync(hashParts...)
+	if len(hashParts) > 0 && !api.keepCopies(r.Context(), w, hashParts...) {
+		return
 	}
 	writeJSON(w, http.StatusOK, wire.ImportResponse{Imported: out})
 }
@@ -404,4 +408,22 @@ func statusOfIngest(err error) int {
 		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
+}
+
+// copiesTimeout bounds how long an upload waits for its copies.
+const copiesTimeout = time.Minute
+
+// keepCopies has new nars copied to MinCopies nodes before the upload is
+// answered, so that a submission of what was uploaded does not depend on
+// this node alone. If the copies cannot be made it answers 503 (the nars
+// stay recorded, and are copied in the background) and reports false.
+func (api *API) keepCopies(ctx context.Context, w http.ResponseWriter, hashParts ...string) bool {
+	ctx, cancel := context.WithTimeout(ctx, copiesTimeout)
+	defer cancel()
+	if err := api.copies.EnsureCopies(ctx, hashParts...); err != nil {
+		api.copies.ReplicateAsync(hashParts...)
+		apiError(w, http.StatusServiceUnavailable, "copy to other nodes: %v", err)
+		return false
+	}
+	return true
 }

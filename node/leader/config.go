@@ -46,9 +46,14 @@ type IndexReader interface {
 	RemoteApplied(ctx context.Context, clusterAddr string) (uint64, error)
 }
 
-// Copies restores the copy count of nars, in the background.
+// Copies restores the copy count of nars.
 type Copies interface {
+	// ReplicateAsync copies the nars again, in the background.
 	ReplicateAsync(hashParts ...string)
+	// RepairCopies copies again up to max nars with fewer alive holders
+	// than the mesh keeps (and found so the time before), and returns
+	// how many it asked for.
+	RepairCopies(ctx context.Context, max int) (int, error)
 }
 
 // Submitter reads the derivations the mesh holds and records builds.

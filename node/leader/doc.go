@@ -1,7 +1,8 @@
 // Package leader runs what only the mesh's leader does, for as long as
 // this node leads: raft membership that follows gossip (nonvoters,
 // promotion, removal of the dead, requeueing and re-replicating what a
-// lost node held), the scheduling round (a scheduler.Planner kept in step
+// lost node held, and copying again the nars short of copies), the
+// scheduling round (a scheduler.Planner kept in step
 // with the replicated state through its change feed, one raft entry of
 // assignments per round), builds for missing inputs, and the hook runner.
 //

@@ -57,6 +57,12 @@ func (l *Leader) lead(ctx context.Context) {
 		l.hooks.run(ctx)
 	}()
 	defer func() { <-hooksDone }()
+	repairDone := make(chan struct{})
+	go func() {
+		defer close(repairDone)
+		l.repairCopies(ctx)
+	}()
+	defer func() { <-repairDone }()
 	events := l.members.Events()
 	// The tick only drives membership (dead-voter timeouts, catch-up
 	// checks); scheduling reacts to changes and to deferred builds.

@@ -170,6 +170,8 @@ func (c *copies) ReplicateAsync(hps ...string) {
 	c.hps = append(c.hps, hps...)
 }
 
+func (c *copies) RepairCopies(context.Context, int) (int, error) { return 0, nil }
+
 func TestLeader_Reconcile(t *testing.T) {
 	setup := func(t *testing.T, applied uint64) (*Leader, *fakeRaft, *fakeMembers, *bytes.Buffer) {
 		r := newFakeRaft(t)
