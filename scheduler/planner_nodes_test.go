@@ -113,3 +113,32 @@ func TestPlanner_NodeEdits(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanner_ResetAfterAllNarsGone: a reset while no nar is held, after
+// nars were held and dropped, must not leave the nar index handing out
+// ids the holders list does not have (it panicked in AddNar).
+func TestPlanner_ResetAfterAllNarsGone(t *testing.T) {
+	p, err := scheduler.NewPlanner(scheduler.Config{Strategy: scheduler.StrategyBasic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"/nix/store/aaaa-a", "/nix/store/bbbb-b", "/nix/store/cccc-c"}
+	node := &scheduler.Node{Name: "n1", Systems: []string{"x86_64-linux"}, FreeSlots: 1, Nars: paths}
+	if err := p.Reset(&scheduler.SliceState{NodeList: []*scheduler.Node{node}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range paths {
+		if err := p.RemoveNar("n1", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bare := &scheduler.Node{Name: "n1", Systems: []string{"x86_64-linux"}, FreeSlots: 1}
+	if err := p.Reset(&scheduler.SliceState{NodeList: []*scheduler.Node{bare}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range paths {
+		if err := p.AddNar("n1", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -132,7 +132,11 @@ func (p *Planner) resetNodes(state State) []error {
 				holdings += len(n.Nars)
 			}
 		}
+		// No nar is held: start the index afresh. (Its ids and the
+		// holders list must start together: a table that kept freed ids
+		// would hand one out past the end of a new holders list.)
 		// Nars are usually held by a few nodes each.
+		p.narIDs = newNarTable()
 		p.narIDs.reserve(holdings / 8)
 		p.holders = make([][]int32, 0, holdings/8)
 	}
