@@ -59,12 +59,33 @@ func TestNode_RestartHandsBackUnseenBuild(t *testing.T) {
 	m.kill("b1")
 	none := func() bool { return false }
 	applyEnsure(t, lead, &consensus.AssignBuilds{Assignments: []consensus.Assignment{{BuildID: id, Node: "b1"}}}, none)
-	applyEnsure(t, lead, &consensus.StartBuild{ID: id, Node: "b1"}, none)
+	// Only b1 may start its build, and b1 is down: write the start into
+	// the log at the leader directly, as b1 had just before it crashed.
+	forgeAtLeader(t, lead, &consensus.StartBuild{ID: id, Node: "b1"})
 	m.restart("b1")
 	testutil.Eventually(t, 20*time.Second, "the build is queued again with its attempt lost", func() bool {
 		b, err := lead.raft.State().GetBuild(id)
 		return err == nil && b.State == consensus.StateQueued && len(b.Attempts) == 1 && b.Attempts[0].Result == consensus.ResultLost
 	})
+}
+
+// forgeAtLeader writes cmd into the log through the leader's raft,
+// without the checks of who may issue it: for tests that recreate what a
+// node had done just before it crashed.
+func forgeAtLeader(t *testing.T, leader *Node, cmd consensus.Command) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		_, err := leader.raft.Apply(ctx, cmd)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("apply %T at %s: %v", cmd, leader.Name(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestNode_RepairLostCopies records a nar held by one node and asks
@@ -132,7 +153,7 @@ func TestNode_UnreachableInputWaits(t *testing.T) {
 	for i, p := range []string{drv, src} {
 		recs = append(recs, consensus.NarInfo{StorePath: p, NarHash: "sha256:" + strings.Repeat("0", 51) + strconv.Itoa(i), NarSize: 100})
 	}
-	applyEnsure(t, lead, &consensus.PutNarInfos{NarInfos: recs, Holder: "h"}, func() bool { return false })
+	applyEnsure(t, m.node("h"), &consensus.PutNarInfos{NarInfos: recs, Holder: "h"}, func() bool { return false })
 	m.kill("h")
 	for _, nm := range []string{"lead", "b1"} {
 		testutil.Eventually(t, 20*time.Second, nm+" sees h dead", func() bool {
