@@ -45,7 +45,8 @@ for target in \
   "./store FuzzParseNarInfo" \
   "./store FuzzNix32" \
   "./store FuzzParseSexp" \
-  "./gossip FuzzDecodeMeta"; do
+  "./gossip FuzzDecodeMeta" \
+  "./consensus FuzzFSM_ApplyEntry"; do
   set -- $target
   fuzz_target "$1" "$2"
 done
