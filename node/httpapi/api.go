@@ -26,6 +26,7 @@ func (api *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/key", api.handleKey)
 	mux.HandleFunc("GET /signing-key.pub", api.handleGuixKey)
 	mux.Handle("POST /api/v1/join", api.cfg.Join)
+	mux.HandleFunc("GET /api/v1/digest", api.admin(api.handleDigest))
 	mux.HandleFunc("GET /api/v1/builds", api.handleListBuilds)
 	mux.HandleFunc("POST /api/v1/builds", api.admin(api.handleSubmit))
 	mux.HandleFunc("GET /api/v1/builds/{id}", api.handleShowBuild)
