@@ -24,7 +24,10 @@ var (
 // prints but does not assert, because the mesh does not keep them yet
 // under faults; the long form (-chaos.full, scripts/chaos.sh) asserts
 // them all. Each entry names what breaks it.
-var knownFailing = map[string]string{}
+var knownFailing = map[string]string{
+	invNotFinal: "builds stay queued or building after a host restarts quickly",
+	invCopies:   "a nar built on a host that is then killed can stay on that host alone",
+}
 
 // The shape of a run.
 const (

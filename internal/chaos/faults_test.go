@@ -33,6 +33,7 @@ type injector struct {
 	schedule  []string
 	leftovers int      // processes a killed host left behind
 	leftWhat  []string // what they were
+	atKill    int      // processes of killed hosts found right after the kill
 	start     time.Time
 }
 
@@ -121,8 +122,10 @@ func (in *injector) begin(kind string, hold time.Duration, a, b int) {
 	switch kind {
 	case "cut-minority":
 		f.hosts = []string{host, other}
-	case "cut-oneway":
-		f.hosts = []string{host}
+	}
+	what := strings.Join(f.hosts, ",")
+	if kind == "cut-oneway" {
+		what = host + "->" + other
 	}
 	if slices.ContainsFunc(f.hosts, func(h string) bool { return slices.Contains(busy, h) }) || len(busy)+len(f.hosts) > 2 {
 		return
@@ -160,7 +163,7 @@ func (in *injector) begin(kind string, hold time.Duration, a, b int) {
 		return
 	}
 	in.counts[kind]++
-	in.schedule = append(in.schedule, fmt.Sprintf("%6.1fs %s %s for %v", time.Since(in.start).Seconds(), kind, strings.Join(f.hosts, ","), time.Until(f.until).Round(100*time.Millisecond)))
+	in.schedule = append(in.schedule, fmt.Sprintf("%6.1fs %s %s for %v", time.Since(in.start).Seconds(), kind, what, time.Until(f.until).Round(100*time.Millisecond)))
 	in.active = append(in.active, f)
 }
 
@@ -177,8 +180,11 @@ func (in *injector) end(f *fault) {
 func (in *injector) countLeftovers(h string) {
 	limit := time.Now().Add(5 * time.Second)
 	var left []int
-	for {
+	for i := 0; ; i++ {
 		left = in.hostProcs(h)
+		if i == 0 {
+			in.atKill += len(left)
+		}
 		if len(left) == 0 || time.Now().After(limit) {
 			break
 		}

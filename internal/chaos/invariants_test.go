@@ -73,7 +73,9 @@ func (r *run) figures(inj *injector) *figures {
 			notFinal = append(notFinal, fmt.Sprintf("%s %s on %s", id, b.State, b.Node))
 		}
 	}
-	f.info = append(f.info, fmt.Sprintf("builds acknowledged: %d, by state on the leader %s: %v", len(acked), leader, byState))
+	f.info = append(f.info, fmt.Sprintf("builds acknowledged: %d, by state on the leader %s: %v", len(acked), leader, byState),
+		fmt.Sprintf("builds tagged %s on the leader: %d (acknowledged or not)", r.tag, len(final)),
+		fmt.Sprintf("processes of a killed host found when it died: %d (counted below if still there 5 s later)", inj.atKill))
 	f.set(invNotFinal, len(notFinal), notFinal...)
 
 	lost := r.lost(acked)
