@@ -53,6 +53,9 @@ func (f *figures) set(name string, n int, details ...string) {
 func (r *run) figures(inj *injector) *figures {
 	f := &figures{counts: map[string]int{}, details: map[string][]string{}}
 	acked := r.ackedIDs()
+	if len(acked) == 0 {
+		r.t.Error("no submission was acknowledged: the invariants below check nothing")
+	}
 	leader := r.leader(nil)
 	final := r.waitFinal(acked, leader)
 	byState := map[string]int{}
