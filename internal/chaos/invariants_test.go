@@ -76,6 +76,15 @@ func (r *run) figures(inj *injector) *figures {
 			notFinal = append(notFinal, fmt.Sprintf("%s %s on %s", id, b.State, b.Node))
 		}
 	}
+	failedWhy := map[string]int{}
+	for _, id := range acked {
+		if b, ok := final[id]; ok && b.State == api.StateFailed {
+			failedWhy[lastLines(b.Error, 1)]++
+		}
+	}
+	for why, n := range failedWhy {
+		f.info = append(f.info, fmt.Sprintf("failed builds (%d): %.200s", n, why))
+	}
 	f.info = append(f.info, fmt.Sprintf("builds acknowledged: %d, by state on the leader %s: %v", len(acked), leader, byState),
 		fmt.Sprintf("builds tagged %s on the leader: %d (acknowledged or not)", r.tag, len(final)),
 		fmt.Sprintf("processes of a killed host found when it died: %d (counted below if still there 5 s later)", inj.atKill))
