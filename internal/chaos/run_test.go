@@ -136,7 +136,8 @@ func lastLines(s string, n int) string {
 
 // submitAll submits the batches, spread over the fault period, each to a
 // random host; a failed submission goes to another host, up to five
-// tries. Every id a submit printed counts as acknowledged.
+// tries, each on a different host. Every id a submit printed counts as
+// acknowledged.
 func (r *run) submitAll(ctx context.Context, rng *rand.Rand) {
 	interval := r.p.faults * 7 / 10 / time.Duration(len(r.roots))
 	start := time.Now()
@@ -149,8 +150,9 @@ func (r *run) submitAll(ctx context.Context, rng *rand.Rand) {
 			return
 		case <-time.After(time.Until(start.Add(time.Duration(i) * interval))):
 		}
+		order := rng.Perm(len(r.hosts)) // each try on another host
 		for try := range 5 {
-			h := r.hosts[rng.IntN(len(r.hosts))]
+			h := r.hosts[order[try%len(order)]]
 			sctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 			out, err := r.inClient(sctx, []string{"DRVMESH_TOKEN=" + r.token}, filepath.Join(r.tb.Dir(), "drvmesh"),
 				"submit", "--closure", "--tag", r.tag, "--nix-store", "local?root="+r.store, "--server", r.tb.URL(h), root)
