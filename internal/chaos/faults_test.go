@@ -34,6 +34,7 @@ type injector struct {
 	leftovers int      // processes a killed host left behind
 	leftWhat  []string // what they were
 	atKill    int      // processes of killed hosts found right after the kill
+	crashes   []string // hosts that died on their own, with their last words
 	start     time.Time
 }
 
@@ -64,6 +65,7 @@ func (in *injector) run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		in.restartCrashed()
 		now := time.Now()
 		in.active = slices.DeleteFunc(in.active, func(f *fault) bool {
 			if now.Before(f.until) {
@@ -236,4 +238,23 @@ func alive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// restartCrashed starts again the hosts that died on their own, which no
+// standing kill explains, as a supervisor would, and records each crash
+// with the first panic or fatal line of the host's log.
+func (in *injector) restartCrashed() {
+	for _, h := range in.r.hosts {
+		if in.r.running(h) || slices.ContainsFunc(in.active, func(f *fault) bool {
+			return strings.HasPrefix(f.kind, "kill") && slices.Contains(f.hosts, h)
+		}) {
+			continue
+		}
+		why := in.r.lastWords(h)
+		in.crashes = append(in.crashes, fmt.Sprintf("%s at %.1fs: %s", h, time.Since(in.start).Seconds(), why))
+		in.r.t.Logf("%s died on its own: %s", h, why)
+		if _, err := in.r.tb.Script("start", h); err != nil {
+			in.r.t.Logf("restart %s: %v", h, err)
+		}
+	}
 }

@@ -28,9 +28,10 @@ const (
 	invHookTwice  = "build-succeeded hook runs repeated"
 	invLeftovers  = "processes left behind by a killed host"
 	invTerm       = "nodes still running 30 s after SIGTERM"
+	invCrashed    = "hosts that died on their own (restarted)"
 )
 
-var invariants = []string{invLost, invNotFinal, invSubstitute, invCopies, invDigest, invHookMissed, invHookTwice, invLeftovers, invTerm}
+var invariants = []string{invLost, invNotFinal, invSubstitute, invCopies, invDigest, invHookMissed, invHookTwice, invLeftovers, invCrashed, invTerm}
 
 // figures are the invariants' counts (each must be 0) and, for the
 // report, what the run did.
@@ -102,6 +103,7 @@ func (r *run) figures(inj *injector) *figures {
 	bad := r.unsubstitutable(succeeded)
 	f.set(invSubstitute, len(bad), bad...)
 	f.set(invLeftovers, inj.leftovers, inj.leftWhat...)
+	f.set(invCrashed, len(inj.crashes), inj.crashes...)
 	stuck := r.terminate()
 	f.set(invTerm, len(stuck), stuck...)
 	return f

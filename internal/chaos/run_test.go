@@ -227,7 +227,7 @@ func (r *run) recover() {
 			r.t.Error(err)
 		}
 	}
-	testutil.Eventually(r.t, 90*time.Second, "every host agrees on a leader and 5 voters", func() bool {
+	ok := poll(90*time.Second, func() bool {
 		leader := ""
 		for _, h := range r.hosts {
 			st, err := r.tb.Status(h)
@@ -238,6 +238,38 @@ func (r *run) recover() {
 		}
 		return true
 	})
+	if !ok {
+		r.t.Errorf("the hosts did not agree on a leader and %d voters within 90 s of the faults' end", hosts)
+	}
+}
+
+// running reports whether host h's process is alive.
+func (r *run) running(h string) bool {
+	b, err := os.ReadFile(filepath.Join(r.tb.Dir(), h, "pid"))
+	if err != nil {
+		return false
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil {
+		return false
+	}
+	return alive(pid)
+}
+
+// lastWords is the first panic or fatal line of the end of h's log, or
+// its last line.
+func (r *run) lastWords(h string) string {
+	b, _ := os.ReadFile(filepath.Join(r.tb.Dir(), h, "log"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 200 {
+		lines = lines[len(lines)-200:]
+	}
+	for _, l := range lines {
+		if strings.HasPrefix(l, "panic:") || strings.HasPrefix(l, "fatal error:") || strings.Contains(l, "level=ERROR msg=\"fatal") {
+			return l
+		}
+	}
+	return lines[len(lines)-1]
 }
 
 func (r *run) ackedIDs() []string {
