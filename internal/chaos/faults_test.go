@@ -77,6 +77,9 @@ func (in *injector) run(ctx context.Context) {
 		// Draw every tick, used or not, so the schedule follows the seed.
 		roll, pick, hold := in.rng.Float64(), in.pickKind(), 2+in.rng.Float64()*6
 		a, b := in.rng.IntN(hosts), in.rng.IntN(hosts-1)
+		if in.rng.IntN(3) == 0 && strings.HasPrefix(pick, "kill") {
+			hold = 0.5 // a quick restart
+		}
 		if roll < 0.35 && len(in.active) < 2 {
 			in.begin(pick, time.Duration(hold*float64(time.Second)), a, b)
 		}
@@ -140,9 +143,6 @@ func (in *injector) begin(kind string, hold time.Duration, a, b int) {
 	switch kind {
 	case "kill", "kill-leader":
 		_, err = r.tb.Script("kill", host)
-		if in.rng.IntN(3) == 0 {
-			f.until = time.Now().Add(500 * time.Millisecond) // a quick restart
-		}
 		f.undo = func() error { in.countLeftovers(host); _, err := r.tb.Script("start", host); return err }
 	case "pause", "pause-leader":
 		_, err = r.tb.Script("pause", host)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -80,11 +81,11 @@ func (r *run) figures(inj *injector) *figures {
 	failedWhy := map[string]int{}
 	for _, id := range acked {
 		if b, ok := final[id]; ok && b.State == api.StateFailed {
-			failedWhy[lastLines(b.Error, 1)]++
+			failedWhy[errorKind(b.Error)]++
 		}
 	}
 	for why, n := range failedWhy {
-		f.info = append(f.info, fmt.Sprintf("failed builds (%d): %.200s", n, why))
+		f.info = append(f.info, fmt.Sprintf("failed builds (%d): %.160s", n, why))
 	}
 	f.info = append(f.info, fmt.Sprintf("builds acknowledged: %d, by state on the leader %s: %v", len(acked), leader, byState),
 		fmt.Sprintf("builds tagged %s on the leader: %d (acknowledged or not)", r.tag, len(final)),
@@ -107,6 +108,20 @@ func (r *run) figures(inj *injector) *figures {
 	stuck := r.terminate()
 	f.set(invTerm, len(stuck), stuck...)
 	return f
+}
+
+var (
+	storePathRE = regexp.MustCompile(`/nix/store/[0-9a-z]{32}-[^ '")]*`)
+	buildIDRE   = regexp.MustCompile(`\b[0-9a-f]{32}\b`)
+	hostURLRE   = regexp.MustCompile(`http://[0-9.]+:[0-9]+`)
+)
+
+// errorKind is a build error with its paths, ids and hosts taken out,
+// so that failures of one kind print once.
+func errorKind(s string) string {
+	s = storePathRE.ReplaceAllString(lastLines(s, 1), "PATH")
+	s = buildIDRE.ReplaceAllString(s, "ID")
+	return hostURLRE.ReplaceAllString(s, "HOST")
 }
 
 // waitFinal waits up to the grace period for every acknowledged build to
