@@ -34,6 +34,7 @@ func (api *API) Handler() http.Handler {
 	mux.HandleFunc("GET /metrics", api.reader(api.cfg.Metrics))
 	mux.HandleFunc("GET /{$}", api.reader(http.HandlerFunc(api.handleWeb)))
 	// Writes, and the missing-path query (which reads a large body).
+	mux.HandleFunc("GET /api/v1/digest", api.admin(api.handleDigest))
 	mux.HandleFunc("POST /api/v1/builds", api.admin(api.handleSubmit))
 	mux.HandleFunc("POST /api/v1/cancel", api.admin(api.handleCancel))
 	mux.HandleFunc("POST /api/v1/paths/missing", api.admin(api.handleMissing))
