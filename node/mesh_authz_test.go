@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -81,21 +82,29 @@ func memberIdentity(t *testing.T, via *Node, name string) (*http.Client, string)
 // returns that state's digest.
 func quiet(t *testing.T, m *testMesh, nodes ...*Node) string {
 	t.Helper()
-	var digest string
-	testutil.Eventually(t, 20*time.Second, "the same state everywhere", func() bool {
-		if pendingEvents(m.waitLeader()) != 0 {
+	var digest, why string
+	defer func() {
+		if t.Failed() {
+			t.Logf("not quiet: %s", why)
+		}
+	}()
+	testutil.Eventually(t, 30*time.Second, "the same state everywhere", func() bool {
+		if k := pendingEvents(m.waitLeader()); k != 0 {
+			why = fmt.Sprintf("%d events wait for their hooks", k)
 			return false
 		}
 		digest = ""
 		for _, n := range nodes {
 			rec, err := n.raft.State().Node(n.Name())
 			if err != nil || rec.P2P != n.presence.p2pAddr() {
+				why = fmt.Sprintf("%s's record is not current: %v", n.Name(), err)
 				return false
 			}
 		}
 		for _, n := range nodes {
 			d, err := n.raft.State().Digest()
 			if err != nil || digest != "" && d != digest {
+				why = fmt.Sprintf("%s's state differs (applied %d): %v", n.Name(), n.raft.State().AppliedIndex(), err)
 				return false
 			}
 			digest = d

@@ -55,6 +55,13 @@ func schedMeshTimed(t testing.TB, maxJobs int, systems2 []string, fast bool) *te
 		nodes, _ := schedNodes(m.node("lead"), m.node("lead").raft.State())
 		return len(nodes) == 2
 	})
+	// Three voters before a test kills one: with two, a voter that
+	// comes back on new ports can never be re-pointed (no quorum to
+	// commit its new address).
+	testutil.Eventually(t, 30*time.Second, "3 voters", func() bool {
+		l := m.waitLeader()
+		return len(l.api.Status().Voters) == 3
+	})
 	return m
 }
 
