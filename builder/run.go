@@ -88,7 +88,8 @@ type streamWriter struct {
 
 func (s streamWriter) Write(p []byte) (int, error) { return s.w.write(p, s.extra) }
 
-// run starts the command in a process group of its own and waits for it.
+// run starts the command in a process group of its own, tied to this
+// process's life (childAttr), and waits for it.
 // When ctx ends, the group gets SIGTERM and, killGrace later, SIGKILL. A
 // non-zero exit is not an error here: the caller interprets it.
 func (c command) run(ctx context.Context) (cmdResult, error) {
@@ -98,7 +99,7 @@ func (c command) run(ctx context.Context) (cmdResult, error) {
 	cmd.Env = c.env
 	cmd.Stdout = streamWriter{w: sw, extra: &stdout}
 	cmd.Stderr = streamWriter{w: sw}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	// A stray grandchild holding the output pipes must not hang Wait.
 	cmd.WaitDelay = killGrace
 	if err := ctx.Err(); err != nil {

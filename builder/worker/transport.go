@@ -56,6 +56,7 @@ func StartStdio(cmd *exec.Cmd) (io.ReadWriteCloser, error) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
+	dieWithParent(cmd.SysProcAttr)
 	cmd.WaitDelay = stopGrace
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start daemon: %w", err)

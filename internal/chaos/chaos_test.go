@@ -28,8 +28,8 @@ var knownFailing = map[string]string{
 	invNotFinal: "builds stay queued or building after a host restarts quickly",
 	invCopies:   "a nar built on a host that is then killed can stay on that host alone",
 	invCrashed:  "a host whose data disk fills up panics committing to its FSM (ENOSPC)",
-	invLeftovers: "a killed host's nix-store --realise (builder/run.go: a process group " +
-		"of its own, no parent-death signal) can outlive it",
+	invLeftovers: "a killed host's nix-store --realise could outlive it; it now gets SIGTERM " +
+		"when its node dies (builder.childAttr), not yet seen to hold under faults",
 	invHookTwice: "a leader killed between running a hook and committing its acknowledgement " +
 		"leaves it to the next leader, which runs it again",
 }
