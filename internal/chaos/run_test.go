@@ -171,34 +171,50 @@ func (r *run) submitAll(ctx context.Context, rng *rand.Rand) {
 	}
 }
 
-// get decodes GET path on host h, with the admin token, from the client
-// namespace.
+// get decodes host h's JSON answer to GET path into v.
 func (r *run) get(h, path string, v any) error {
+	_, err := r.getNext(h, path, v)
+	return err
+}
+
+// getNext is get that also returns the answer's next-page cursor.
+func (r *run) getNext(h, path string, v any) (string, error) {
 	req, err := http.NewRequest(http.MethodGet, r.tb.URL(h)+path, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	req.Header.Set("Authorization", "Bearer "+r.token)
 	resp, err := r.tb.HTTP().Do(req)
 	if err != nil {
-		return fmt.Errorf("get %s%s: %w", h, path, err)
+		return "", fmt.Errorf("get %s%s: %w", h, path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("read %s%s: %w", h, path, err)
+		return "", fmt.Errorf("read %s%s: %w", h, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("get %s%s: %w %d: %s", h, path, testbed.ErrStatus, resp.StatusCode, body)
+		return "", fmt.Errorf("get %s%s: %w %d: %s", h, path, testbed.ErrStatus, resp.StatusCode, body)
 	}
-	return json.Unmarshal(body, v)
+	return resp.Header.Get("X-Next-Cursor"), json.Unmarshal(body, v)
 }
 
-// builds lists the run's builds as host h sees them.
+// builds lists the run's builds as host h sees them, page by page.
 func (r *run) builds(h string) ([]api.Build, error) {
-	var bs []api.Build
-	err := r.get(h, "/api/v1/builds?limit=0&tag="+r.tag, &bs)
-	return bs, err
+	var all []api.Build
+	after := ""
+	for {
+		var page []api.Build
+		next, err := r.getNext(h, "/api/v1/builds?limit=1000&tag="+r.tag+"&after="+after, &page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all, nil
+		}
+		after = next
+	}
 }
 
 // leader is the leader the first answering host names, skipping hosts
