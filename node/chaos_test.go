@@ -189,13 +189,20 @@ func TestNode_UploadAnsweredWithCopies(t *testing.T) {
 	m.join("n3", nil)
 	waitSettled(t, m, []string{"n1", "n2", "n3"})
 	token := m.adminToken("n1")
-	leader := m.waitLeader()
 	for i, via := range []string{"n1", "n2", "n3"} {
 		s := makeSource(t, fmt.Sprintf("answered-%d", i), fmt.Sprintf("copied before the answer %d\n", i))
-		uploadSrc(t, m.node(via), token, s)
-		// The leader applies every holder's record before its holder
-		// answers the copy request.
-		if ni := narRecord(leader, s.hashPart); ni == nil || len(ni.Holders) < 2 {
+		n := m.node(via)
+		uploadSrc(t, n, token, s)
+		// Every holder's record committed before its holder answered
+		// the copy request: a linearizable read after the answer sees
+		// them all, whichever node leads by then.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := n.fwd.CatchUpWithLeader(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("catch up with the leader: %v", err)
+		}
+		if ni := narRecord(n, s.hashPart); ni == nil || len(ni.Holders) < 2 {
 			t.Fatalf("upload through %s answered with the nar on %v", via, ni)
 		}
 	}
