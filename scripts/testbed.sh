@@ -300,12 +300,15 @@ teardown() {
 	nss=$(ip netns list | awk -v p="$p-" 'index($1, p) == 1 {print $1}')
 	for ns in $nss; do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			# Never this script, its caller, or a process that asked to be
+			# spared (a test with a thread inside a namespace).
+			case " $$ $PPID ${TESTBED_SPARE_PIDS:-} " in *" $pid "*) continue ;; esac
 			kill -KILL "$pid" 2>/dev/null || true
 		done
 	done
 	local limit=$(($(date +%s) + 10))
 	for ns in $nss; do
-		while [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] && [ "$(date +%s)" -lt "$limit" ]; do sleep 0.05; done
+		while [ -n "$(ip netns pids "$ns" 2>/dev/null | grep -vxF -e "$$" -e "$PPID" $(for s in ${TESTBED_SPARE_PIDS:-}; do printf -- '-e %s ' "$s"; done))" ] && [ "$(date +%s)" -lt "$limit" ]; do sleep 0.05; done
 	done
 	# tmpfs mounts are named after the prefix, so they are found without DIR.
 	awk -v p="$p-" 'index($1, p) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do

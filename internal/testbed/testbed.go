@@ -229,7 +229,9 @@ func (tb *Testbed) run(env []string, args ...string) (string, error) {
 	tb.t.Helper()
 	tb.t.Logf("testbed.sh %s", strings.Join(args, " "))
 	cmd := exec.Command("bash", append([]string{tb.path, "-d", tb.dir}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	// This process may have a thread in a member's namespace (In), which
+	// makes it one of the namespace's processes: teardown spares it.
+	cmd.Env = append(append(os.Environ(), "TESTBED_SPARE_PIDS="+strconv.Itoa(os.Getpid())), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -305,6 +307,14 @@ func (tb *Testbed) FreeDisk(h string) { tb.t.Helper(); tb.must("free-disk", h) }
 // HTTP is a client whose connections start in the client namespace,
 // which reaches every host unless a cut names it.
 func (tb *Testbed) HTTP() *http.Client { return tb.client }
+
+// HTTPWithin is HTTP with another time limit per request, for requests
+// that may wait on the mesh (an upload waits for its copies).
+func (tb *Testbed) HTTPWithin(d time.Duration) *http.Client {
+	c := *tb.client
+	c.Timeout = d
+	return &c
+}
 
 // HTTPFrom is a client whose connections start in member m's namespace
 // (a host or "client"): requests from a host to another cross the cuts

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drvmesh/drvmesh/api"
 	"github.com/drvmesh/drvmesh/internal/testbed"
 	"github.com/drvmesh/drvmesh/internal/testutil"
 	"github.com/drvmesh/drvmesh/store"
@@ -93,6 +94,11 @@ func TestTestbed_Faults(t *testing.T) {
 		testutil.Eventually(t, 15*time.Second, "the majority elects a new leader", func() bool {
 			leader = commonLeader(tb, rest)
 			return leader != "" && leader != old
+		})
+		// Once the majority's gossip has declared the old leader dead,
+		// an upload's copy goes straight to a member on its side.
+		testutil.Eventually(t, 20*time.Second, rest[0]+" lists "+old+" as dead", func() bool {
+			return nodeStatus(tb, rest[0], old, token) == api.NodeDead
 		})
 		written = append(written, writeOK(t, tb, rest[0], token))
 		if _, err := write(tb, old, token); err == nil {
@@ -261,7 +267,10 @@ func write(tb *testbed.Testbed, h, token string) (string, error) {
 		return "", err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := tb.HTTP().Do(req)
+	// An upload is answered once its nar has its copies; with a member
+	// cut off but not yet declared dead, the first copy request may wait
+	// out its bound (20 s) before another member is asked.
+	resp, err := tb.HTTPWithin(45 * time.Second).Do(req)
 	if err != nil {
 		return "", err
 	}
@@ -328,4 +337,29 @@ func sendUDP(t *testing.T, tb *testbed.Testbed, m string, to *net.UDPConn) bool 
 
 func without(hosts []string, h string) []string {
 	return slices.DeleteFunc(slices.Clone(hosts), func(x string) bool { return x == h })
+}
+
+// nodeStatus is the liveness host h lists for member m, or "" when h
+// does not answer.
+func nodeStatus(tb *testbed.Testbed, h, m, token string) api.NodeStatus {
+	req, err := http.NewRequest(http.MethodGet, tb.URL(h)+"/api/v1/nodes", nil)
+	if err != nil {
+		return ""
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := tb.HTTP().Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var nodes []api.Node
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&nodes) != nil {
+		return ""
+	}
+	for _, n := range nodes {
+		if n.Name == m {
+			return n.Status
+		}
+	}
+	return ""
 }
