@@ -3,7 +3,7 @@ package api
 import "time"
 
 // Build is one requested build of a derivation: the build object of
-// SPEC.md, as GET /api/v1/builds and /api/v1/builds/{id} answer and as a
+// docs/contract.md, as GET /api/v1/builds and /api/v1/builds/{id} answer and as a
 // hook reads it on stdin. Times are RFC 3339 (with nanoseconds, in UTC).
 type Build struct {
 	ID         string            `json:"id"`
@@ -20,7 +20,7 @@ type Build struct {
 	FinishedAt *time.Time        `json:"finished_at"` // null until it is final
 	Error      string            `json:"error"`       // why it failed or was canceled
 
-	// Scheduling details beyond SPEC's list, present only when set.
+	// Scheduling details beyond the contract's list, present only when set.
 	DeferUntil  time.Time `json:"defer_until,omitzero"`   // not started before this
 	Retries     int       `json:"retries,omitempty"`      // failed attempts allowed before the build fails
 	FailedNodes []string  `json:"failed_nodes,omitempty"` // nodes where an attempt failed

@@ -4,8 +4,8 @@
 // The node serves these types and every client (the drvmesh CLI, the
 // benchmarks, scripts) decodes them, so one definition fixes the format
 // on both sides. The field names and formats are the external contract of
-// SPEC.md ("Build JSON", "status --json", "nodes --json"): a field may be
-// added, never renamed or dropped, and a field SPEC lists is never omitted
+// docs/contract.md ("Build JSON", "status --json", "nodes --json"): a field may be
+// added, never renamed or dropped, and a field the contract lists is never omitted
 // from the JSON (an unset time is null).
 //
 // The package imports nothing of drvmesh's own, like store: the node

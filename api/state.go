@@ -10,7 +10,7 @@ import (
 // or canceled.
 type BuildState string
 
-// The build states of SPEC.md.
+// The build states of docs/contract.md.
 const (
 	StateQueued    BuildState = "queued"
 	StateScheduled BuildState = "scheduled"

@@ -47,7 +47,7 @@ const (
 )
 
 // Build is one requested build of a derivation. Its JSON form is the build
-// object of SPEC.md; the fields after Error are extras for scheduling.
+// object of docs/contract.md; the fields after Error are extras for scheduling.
 type Build struct {
 	ID         string            `json:"id"`
 	Derivation string            `json:"derivation"`
