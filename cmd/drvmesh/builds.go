@@ -18,7 +18,7 @@ func init() {
 	register("show", "one build", runShow)
 }
 
-// buildsPage is the largest page the API answers (SPEC: at least 500).
+// buildsPage is the largest page the API answers (docs/contract.md: at least 500).
 const buildsPage = 1000
 
 func runBuilds(args []string) error {

@@ -65,7 +65,7 @@ func run(args []string) int {
 	return exitCode(c.run(rest))
 }
 
-// exitCode maps an error to the exit status of SPEC: 0 ok, 1 failed,
+// exitCode maps an error to the exit status of docs/contract.md: 0 ok, 1 failed,
 // 2 bad usage or input. It prints the error as one line.
 func exitCode(err error) int {
 	if err == nil {

@@ -20,7 +20,7 @@ func init() {
 	register("join", "run a node that joins the mesh through ADDR: drvmesh join ADDR --token-file FILE [node flags]", runJoin)
 }
 
-// nodeFlags adds the node flags of SPEC to fs.
+// nodeFlags adds the node flags of docs/contract.md to fs.
 func nodeFlags(fs *flag.FlagSet) func() (node.Config, error) {
 	d := node.DefaultConfig()
 	dataDir := fs.String("data-dir", d.DataDir, "where the node keeps its state")

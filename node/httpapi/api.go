@@ -69,7 +69,7 @@ func (api *API) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // nodesView merges the admission records, gossip and the raft
-// configuration into the SPEC's node list.
+// configuration into the contract's node list (docs/contract.md).
 func (api *API) nodesView() []wire.Node {
 	recs, _ := api.raft.State().Nodes()
 	roles := map[string]wire.RaftRole{}
