@@ -13,7 +13,7 @@ import (
 // testdata/server holds answers of a real node (drvmesh node, builder
 // nix, building examples/graph.nix), saved as curl got them.
 // testdata/api holds what these types write where they deliberately
-// differ from it: SPEC's started_at and finished_at are null, not
+// differ from it: the contract's started_at and finished_at are null, not
 // absent, on a build that has not started or finished.
 
 // TestTypes_GoldenRoundTrip decodes each server answer strictly (a field
@@ -130,7 +130,7 @@ func TestBuild_Decode(t *testing.T) {
 	}
 }
 
-// TestBuild_SpecFields: every field of SPEC's build object is in the JSON
+// TestBuild_SpecFields: every field of the contract's build object is in the JSON
 // of an empty build, which has not started.
 func TestBuild_SpecFields(t *testing.T) {
 	b, err := json.Marshal(Build{})
