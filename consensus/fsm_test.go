@@ -632,3 +632,26 @@ func TestFSM_RestoreAppliedIndex(t *testing.T) {
 		t.Fatalf("restored applied index %d, want %d", g.AppliedIndex(), f.AppliedIndex())
 	}
 }
+
+func TestFSM_LatestBuild(t *testing.T) {
+	f := newTestFSM(t)
+	drv := storePath(7, "pkg.drv")
+	older := Build{ID: NewBuildID(t0), Derivation: drv, System: "x86_64-linux", State: StateQueued}
+	newer := Build{ID: NewBuildID(t0.Add(time.Second)), Derivation: drv, System: "x86_64-linux", State: StateQueued}
+	f.mustApply(&SubmitBuilds{Builds: []Build{older, newer}}, t0)
+	f.mustApply(&CancelBuilds{IDs: []string{newer.ID}}, t0)
+	for _, tc := range []struct{ drv, state, want string }{
+		{drv, "", newer.ID},
+		{drv, StateQueued, older.ID},
+		{drv, StateSucceeded, ""},
+		{storePath(8, "other.drv"), "", ""},
+	} {
+		got := ""
+		if b := f.LatestBuild(tc.drv, tc.state); b != nil {
+			got = b.ID
+		}
+		if got != tc.want {
+			t.Errorf("LatestBuild(%s, %q) = %q, want %q", tc.drv, tc.state, got, tc.want)
+		}
+	}
+}

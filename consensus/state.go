@@ -349,3 +349,20 @@ func (f *FSM) NarInfoByFile(key string) (*NarInfo, error) {
 	}
 	return f.NarInfoByHash(string(hash))
 }
+
+// LatestBuild is the newest build of the derivation drv in state, or in
+// any state when state is ""; nil when there is none. Build ids sort by
+// creation time.
+func (f *FSM) LatestBuild(drv, state string) *Build {
+	bs, err := f.BuildsByDerivation(drv)
+	if err != nil {
+		return nil
+	}
+	var latest *Build
+	for _, b := range bs {
+		if (state == "" || b.State == state) && (latest == nil || b.ID > latest.ID) {
+			latest = b
+		}
+	}
+	return latest
+}

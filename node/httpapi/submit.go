@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -173,7 +172,7 @@ func (api *API) submit(ctx context.Context, req wire.SubmitRequest) ([]wire.Subm
 			return nil, err
 		}
 		if req.IgnoreIfBuilt {
-			if b := latestBuild(st, p, consensus.StateSucceeded); b != nil {
+			if b := st.LatestBuild(p, consensus.StateSucceeded); b != nil {
 				out = append(out, wire.SubmittedBuild{ID: b.ID, Derivation: p})
 				continue
 			}
@@ -198,7 +197,7 @@ func (api *API) submit(ctx context.Context, req wire.SubmitRequest) ([]wire.Subm
 			if err != nil {
 				return nil, err
 			}
-			if api.outputsPresent(rec) || latestBuild(st, p, "") != nil && !latestFinished(st, p) {
+			if api.outputsPresent(rec) || st.LatestBuild(p, "") != nil && !latestFinished(st, p) {
 				continue
 			}
 			add(p, rec, true)
@@ -239,26 +238,10 @@ func (api *API) outputsPresent(rec *consensus.Drv) bool {
 	return err == nil && len(m) == 0
 }
 
-// latestBuild is the newest build of a derivation, in state (or any
-// state for "").
-func latestBuild(st *consensus.FSM, drv, state string) *consensus.Build {
-	bs, err := st.BuildsByDerivation(drv)
-	if err != nil {
-		return nil
-	}
-	sort.Slice(bs, func(i, j int) bool { return bs[i].ID > bs[j].ID })
-	for _, b := range bs {
-		if state == "" || b.State == state {
-			return b
-		}
-	}
-	return nil
-}
-
 // latestFinished reports whether a derivation's newest build failed or
 // was canceled (so a new one may be made).
 func latestFinished(st *consensus.FSM, drv string) bool {
-	b := latestBuild(st, drv, "")
+	b := st.LatestBuild(drv, "")
 	return b != nil && (b.State == consensus.StateFailed || b.State == consensus.StateCanceled)
 }
 

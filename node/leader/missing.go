@@ -4,26 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 
 	"github.com/drvmesh/drvmesh/consensus"
 )
-
-// latestBuild is the newest build of a derivation, in state (or any
-// state for "").
-func latestBuild(st *consensus.FSM, drv, state string) *consensus.Build {
-	bs, err := st.BuildsByDerivation(drv)
-	if err != nil {
-		return nil
-	}
-	sort.Slice(bs, func(i, j int) bool { return bs[i].ID > bs[j].ID })
-	for _, b := range bs {
-		if state == "" || b.State == state {
-			return b
-		}
-	}
-	return nil
-}
 
 // producesPath reports whether p is an output of the derivation d.
 func producesPath(d *consensus.Drv, p string) bool {
@@ -71,7 +54,7 @@ func (l *Leader) submitMissing(ctx context.Context) {
 				if !producesPath(rec, missing) {
 					continue
 				}
-				switch last := latestBuild(st, in, ""); {
+				switch last := st.LatestBuild(in, ""); {
 				case last == nil:
 					if !slices.Contains(want, in) {
 						want = append(want, in)
