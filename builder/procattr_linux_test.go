@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drvmesh/drvmesh/internal/testutil"
 )
 
 // TestRun_ChildDiesWithNode kills a process that runs a command, as a
@@ -29,26 +31,16 @@ func TestRun_ChildDiesWithNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pid int
-	deadline := time.Now().Add(10 * time.Second)
-	for pid == 0 && time.Now().Before(deadline) {
+	t.Cleanup(func() { node.Process.Kill(); node.Wait() })
+	testutil.Eventually(t, 10*time.Second, "the command starts", func() bool {
 		b, _ := os.ReadFile(pidFile)
 		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		time.Sleep(10 * time.Millisecond)
-	}
-	if pid == 0 {
-		node.Process.Kill()
-		t.Fatal("the command did not start")
-	}
+		return pid != 0
+	})
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 	node.Process.Kill()
 	node.Wait()
-	deadline = time.Now().Add(10 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("process %d outlived the node that started it", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the command ends with the node that started it", func() bool { return !alive(pid) })
 }
 
 // alive reports whether pid runs (a zombie waiting for its reaper has

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drvmesh/drvmesh/internal/testutil"
 )
 
 // metricValue reads one unlabelled sample from n's /metrics.
@@ -88,16 +90,12 @@ func TestNode_HTTPLimits(t *testing.T) {
 // waitStatusOK waits until n answers its status again.
 func waitStatusOK(t *testing.T, n *Node) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Eventually(t, 10*time.Second, "the node answers again once the connections closed", func() bool {
 		resp, err := http.Get(apiURL(n, "/api/v1/status"))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("the node did not answer again once the connections closed")
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }

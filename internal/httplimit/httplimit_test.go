@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/drvmesh/drvmesh/internal/testutil"
 )
 
 // serve runs h behind a Listener on 127.0.0.1 and returns its address.
@@ -60,10 +62,7 @@ func TestListener_Caps(t *testing.T) {
 	}
 	// Closing one frees its slot.
 	conns[0].Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for l.Open() > 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "the closed connection's slot frees", func() bool { return l.Open() <= 1 })
 	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatalf("after a slot freed: %v", err)
@@ -125,13 +124,7 @@ func TestListener_SlowClients(t *testing.T) {
 		defer c.Close()
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		// Read nothing: the server's writes block, then time out.
-		deadline := time.Now().Add(10 * time.Second)
-		for l.Open() > 0 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if l.Open() != 0 {
-			t.Fatal("the server kept writing to a client that reads nothing")
-		}
+		testutil.Eventually(t, 10*time.Second, "the server drops a client that reads nothing", func() bool { return l.Open() == 0 })
 	})
 	t.Run("idle keep-alive ends", func(t *testing.T) {
 		addr, _ := serve(t, ok, 0, 0, time.Minute, Timeouts{ReadHeader: time.Minute, Idle: 200 * time.Millisecond})
