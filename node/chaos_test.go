@@ -74,18 +74,13 @@ func TestNode_RestartHandsBackUnseenBuild(t *testing.T) {
 // node had done just before it crashed.
 func forgeAtLeader(t *testing.T, leader *Node, cmd consensus.Command) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for {
-		_, err := leader.raft.Apply(ctx, cmd)
-		if err == nil {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("apply %T at %s: %v", cmd, leader.Name(), err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var err error
+	testutil.Eventually(t, 20*time.Second, fmt.Sprintf("%T applied at %s", cmd, leader.Name()), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = leader.raft.Apply(ctx, cmd)
+		return err == nil
+	})
 }
 
 // TestNode_RepairLostCopies records a nar held by one node and asks

@@ -191,13 +191,15 @@ func testMissingLimits(t *testing.T, n *Node, token string, bound uint64) {
 // pages with a cursor through filters.
 func testBuildsPaging(t *testing.T, n *Node, token string, bound uint64) {
 	var builds []consensus.Build
+	start := time.Now()
 	for i := range 7 {
 		sys := "test-a" // systems no node builds for: the builds stay queued
 		if i%2 == 1 {
 			sys = "test-b"
 		}
-		builds = append(builds, consensus.Build{ID: consensus.NewBuildID(time.Now()), Derivation: fakeDrv(900 + i%3), System: sys, State: consensus.StateQueued})
-		time.Sleep(time.Millisecond) // distinct, ordered ids
+		// Distinct, ordered ids: a millisecond apart.
+		at := start.Add(time.Duration(i) * time.Millisecond)
+		builds = append(builds, consensus.Build{ID: consensus.NewBuildID(at), Derivation: fakeDrv(900 + i%3), System: sys, State: consensus.StateQueued})
 	}
 	applyVia(t, n, &consensus.SubmitBuilds{Builds: builds})
 	list := func(tok, query string) func() (int, []byte) {
